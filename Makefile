@@ -1,0 +1,23 @@
+# The two commands a user needs: `make demo` (main job, embedded, no servers) and `make test`.
+PY ?= python3
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint bench clean
+
+install:
+	$(PY) -m pip install -q -e '.[dev]'
+
+demo: install
+	touchpath demo --customers 2000 --days 14 --seed 7 --data-dir ./touchpath-data
+
+test:
+	bash deploy/run-tests.sh
+
+lint: install
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy && lint-imports
+
+bench: install
+	touchpath bench engine --events 1000000
+
+clean:
+	rm -rf touchpath-data .kafka-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

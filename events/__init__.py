@@ -1,0 +1,1 @@
+"""The event contract: touchpoint event models, the bytes<->model codec and the touchpoint registry."""

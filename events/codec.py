@@ -1,0 +1,44 @@
+"""The only bytes<->model code: decode and validate touchpoint events, encode them back."""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import ValidationError
+
+from events.errors import BadEventError, BadReason, Rejection
+from events.model import MAX_EVENT_BYTES, TouchpointEvent
+
+
+def _field_of(error: ValidationError) -> tuple[str | None, str]:
+    first = error.errors(include_url=False)[0]
+    loc = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or None
+    return loc, first["msg"]
+
+
+def check_event(raw: bytes) -> TouchpointEvent | Rejection:
+    """Decode one JSON record; return the event or a typed rejection naming the field."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection(BadReason.OVERSIZE, f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        return TouchpointEvent.model_validate_json(raw)
+    except ValidationError as error:
+        if error.errors()[0]["type"] in {"json_invalid", "json_type"}:
+            return Rejection(BadReason.MALFORMED_JSON, _field_of(error)[1])
+        field, message = _field_of(error)
+        extra = error.error_count() - 1
+        if extra:
+            message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+        return Rejection(BadReason.SCHEMA_VIOLATION, message, field)
+
+
+def decode_event(raw: bytes) -> TouchpointEvent:
+    """Decode one JSON record or raise BadEventError with the typed reason."""
+    result = check_event(raw)
+    if isinstance(result, Rejection):
+        raise BadEventError(result)
+    return result
+
+
+def encode_event(event: TouchpointEvent) -> bytes:
+    """Serialise an event to its canonical JSON bytes (UTC time, absent optionals left out)."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))

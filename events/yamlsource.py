@@ -1,0 +1,107 @@
+"""YAML text to plain data plus a map from each value's path to its line, for errors that say where."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from events.errors import DefinitionError
+
+Path = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+class LocatedYaml:
+    """Parsed YAML data with the source line (1-based) of every mapping key and sequence item."""
+
+    def __init__(self, data: Any, lines: dict[Path, int], source: str) -> None:
+        self.data = data
+        self.lines = lines
+        self.source = source
+
+    def line_of(self, path: Path) -> int | None:
+        """The line of the deepest known prefix of path (a missing key points at its parent)."""
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:cut]))
+            if line is not None:
+                return line
+        return None
+
+    def error(self, problems: list[tuple[Path, str]]) -> DefinitionError:
+        """A DefinitionError listing each (path, message) with its line."""
+        return DefinitionError(
+            self.source,
+            [(self.line_of(path), _dotted(path) or "(top)", message) for path, message in problems],
+        )
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def parse_yaml(text: str, source: str = "<string>") -> LocatedYaml:
+    """Parse YAML text; syntax errors become DefinitionError with the line yaml reported."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise DefinitionError(source, [(line, "(yaml)", str(error).replace("\n", " "))]) from error
+    lines: dict[Path, int] = {}
+    loader = yaml.SafeLoader("")
+    try:
+        data = _build(node, (), lines, loader) if node is not None else None
+    finally:
+        loader.dispose()
+    return LocatedYaml(data, lines, source)
+
+
+def _build(node: yaml.Node, path: Path, lines: dict[Path, int], loader: yaml.SafeLoader) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, (*path, key), lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, index), lines, loader) for index, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def validate_located(model: type[M], located: LocatedYaml, base: Path = ()) -> M:
+    """Validate located data against a pydantic model; every error carries its YAML line."""
+    data: Any = located.data
+    for part in base:
+        data = data[part]
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems: list[tuple[Path, str]] = []
+        for item in error.errors(include_url=False):
+            problems.append((_data_path(data, base, item["loc"]), item["msg"]))
+        raise located.error(problems) from error
+
+
+def _data_path(data: Any, base: Path, loc: tuple[str | int, ...]) -> Path:
+    """Keep the parts of a pydantic error location that name real keys or items of the data
+    (validator and union-branch labels are dropped)."""
+    path: list[str | int] = list(base)
+    here = data
+    for part in loc:
+        if isinstance(here, dict) and part in here:  # noqa: SIM114 -- separate so mypy narrows `part`
+            path.append(part)
+            here = here[part]
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            path.append(part)
+            here = here[part]
+        elif isinstance(here, dict) and isinstance(part, str) and not part.endswith("]"):
+            path.append(part)  # a missing or unexpected key: name it, line of its parent
+            here = None
+    return tuple(path)

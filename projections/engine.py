@@ -1,0 +1,333 @@
+"""The journey engine: folds accepted events into customer state and renders projection rows."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from events.errors import BadReason, Rejection
+from events.model import TouchpointEvent
+from projections import schema
+from projections.alignment import Deviation, DeviationKind, align, deviations_of
+from projections.customer import (
+    CustomerState,
+    Instance,
+    Placement,
+    Status,
+    add_event,
+    expire,
+    forget_settled,
+)
+from projections.journeys import JourneyModel
+from projections.occurrence import occurrence_of
+from projections.signals import attribute_support, delight_of, friction_of
+
+Row = tuple[object, ...]
+
+DEVIATING_KINDS = frozenset(
+    {
+        DeviationKind.UNEXPECTED_STEP,
+        DeviationKind.OUT_OF_ORDER,
+        DeviationKind.REPEATED_STEP,
+        DeviationKind.TIME_BUDGET_EXCEEDED,
+    }
+)
+
+
+@dataclass(slots=True)
+class RowBatch:
+    """Rows for each projection table, in the tables' column order."""
+
+    rows: dict[str, list[Row]] = field(default_factory=lambda: {table.name: [] for table in schema.TABLES})
+
+    def add(self, table: schema.Table, row: Row) -> None:
+        """Append one row to a table's list."""
+        self.rows[table.name].append(row)
+
+    def extend(self, other: RowBatch) -> None:
+        """Append another batch's rows."""
+        for name, rows in other.rows.items():
+            self.rows[name].extend(rows)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    """What the engine did with its input; accepted + bad = received."""
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    bad: int = 0
+
+
+def signal_id_of(instance_id: str, kind: str, touchpoint: str, event_ids: Iterable[str]) -> str:
+    """Content-derived id of a signal: the same evidence always has the same id."""
+    text = "\x00".join((instance_id, kind, touchpoint, *event_ids))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class JourneyEngine:
+    """Pure journey engine for one scenario: no I/O, no clock; time comes from event time.
+
+    Call accept() per event, advance() with a watermark when time should move without events,
+    and drain() to take the rows of everything that changed since the last drain.
+    """
+
+    def __init__(self, model: JourneyModel, scenario: str = "live") -> None:
+        self.model = model
+        self.scenario = scenario
+        self.customers: dict[str, CustomerState] = {}
+        self.watermark = -(2**62)
+        self.counters = EngineCounters()
+        self._dirty: dict[str, CustomerState] = {}
+        self._deadlines: list[tuple[int, str]] = []  # (time an open instance times out, customer)
+        self._events_out = RowBatch()
+
+    # -- input ---------------------------------------------------------------------------------
+    def check(self, event: TouchpointEvent) -> Rejection | None:
+        """Registry verdict for an event (unknown touchpoint, wrong channel), without folding it."""
+        return self.model.registry.check(event)
+
+    def accept(self, event: TouchpointEvent) -> Rejection | None:
+        """Fold one decoded event; returns the rejection if it must go to quarantine instead."""
+        self.counters.received += 1
+        rejection = self.model.registry.check(event)
+        if rejection is not None:
+            self.counters.bad += 1
+            return rejection
+        occurrence = occurrence_of(event)
+        self.watermark = max(self.watermark, occurrence.ts)
+        state = self.customers.get(event.customer_id)
+        if state is None:
+            state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+        placement = add_event(state, self.model, occurrence, self.watermark)
+        if placement is Placement.TOO_LATE:
+            self.counters.bad += 1
+            return Rejection(
+                BadReason.TOO_LATE,
+                "older than the allowed lateness; this customer's journey there is already final",
+                "occurred_at",
+            )
+        self.counters.accepted += 1
+        if placement is Placement.DUPLICATE:
+            self.counters.duplicates += 1
+            return None
+        self._events_out.add(schema.TOUCHPOINT_EVENTS, self._event_row(event))
+        self._dirty[state.customer_id] = state
+        current = state.open_instance()
+        if current is not None:
+            deadline = current.events[-1].ts + current.journey.abandon_after_ms
+            heapq.heappush(self._deadlines, (deadline, state.customer_id))
+        return None
+
+    def count_bad(self) -> None:
+        """Count a record rejected before it reached the engine (undecodable, schema)."""
+        self.counters.received += 1
+        self.counters.bad += 1
+
+    def advance(self, watermark: int) -> None:
+        """Move time forward: close instances idle for longer than their abandon_after."""
+        self.watermark = max(self.watermark, watermark)
+        while self._deadlines and self._deadlines[0][0] < self.watermark:
+            _, customer_id = heapq.heappop(self._deadlines)
+            state = self.customers[customer_id]
+            if expire(state, self.watermark):
+                self._dirty[customer_id] = state
+
+    # -- output --------------------------------------------------------------------------------
+    def drain(self) -> RowBatch:
+        """Rows for every event accepted and every instance changed since the last drain."""
+        self.advance(self.watermark)
+        batch, self._events_out = self._events_out, RowBatch()
+        horizon = self.watermark - self.model.settings.allowed_lateness
+        for state in self._dirty.values():
+            self._render_customer(state, batch)
+            forget_settled(state, self.model, horizon)
+        self._dirty = {}
+        return batch
+
+    def open_instances(self) -> int:
+        """How many journey instances are open now."""
+        return sum(1 for state in self.customers.values() if state.open_instance() is not None)
+
+    def _event_row(self, event: TouchpointEvent) -> tuple[object, ...]:
+        survey = event.survey
+        return (
+            self.scenario,
+            event.event_id,
+            event.customer_id,
+            event.occurred_ms,
+            event.channel,
+            event.touchpoint,
+            self.model.owner_of.get(event.touchpoint, ""),
+            event.persona,
+            event.outcome.value if event.outcome is not None else None,
+            event.employee_id,
+            survey.kind.value if survey is not None else None,
+            survey.score if survey is not None else None,
+            survey.comment if survey is not None else None,
+            orjson.dumps(event.attributes).decode() if event.attributes else "{}",
+            event.source,
+        )
+
+    def _render_customer(self, state: CustomerState, batch: RowBatch) -> None:
+        version = state.revision
+        for gone in state.retired:
+            self._tombstone(state, gone, version, batch)
+        state.retired = []
+        for instance in state.instances:
+            if instance.dirty:
+                render_instance(
+                    self.model,
+                    scenario=self.scenario,
+                    state=state,
+                    instance=instance,
+                    version=version,
+                    batch=batch,
+                )
+                instance.dirty = False
+
+    def _tombstone(self, state: CustomerState, gone: Instance, version: int, batch: RowBatch) -> None:
+        if not gone.written:
+            return  # never written, nothing to delete
+        if any(instance.instance_id == gone.instance_id for instance in state.instances):
+            return  # the id lives on; its rows are rewritten by render_instance
+        scenario, customer = self.scenario, state.customer_id
+        first, last = gone.events[0].ts, gone.events[-1].ts
+        journey = gone.journey
+        batch.add(
+            schema.JOURNEY_INSTANCES,
+            (scenario, gone.instance_id, customer, gone.persona, journey.id, journey.version,
+             gone.status.value, None, [], [], 0, 0, 0.0, 0, first, last, None, version, 1),
+        )  # fmt: skip
+        _tombstone_tail(
+            scenario, instance=gone, customer=customer, version=version, batch=batch, keep=(0, 0, 0)
+        )
+
+
+def _tombstone_tail(
+    scenario: str,
+    *,
+    instance: Instance,
+    customer: str,
+    version: int,
+    batch: RowBatch,
+    keep: tuple[int, int, int],
+) -> None:
+    """Delete rows idx >= keep[i] that an earlier render wrote for this instance."""
+    ts = instance.events[0].ts
+    journey = instance.journey
+    iid, persona = instance.instance_id, instance.persona
+    for idx in range(keep[0], instance.emitted[0]):
+        batch.add(
+            schema.DEVIATIONS,
+            (scenario, iid, idx, customer, persona, journey.id, journey.version, "", "", "", "",
+             "", ts, [], "", 0, version, 1),
+        )  # fmt: skip
+    for idx in range(keep[1], instance.emitted[1]):
+        batch.add(
+            schema.FRICTION_SIGNALS,
+            (scenario, iid, idx, "", customer, persona, journey.id, journey.version, "", "", "",
+             0.0, ts, [], version, 1),
+        )  # fmt: skip
+    for idx in range(keep[2], instance.emitted[2]):
+        batch.add(
+            schema.DELIGHT_SIGNALS,
+            (scenario, iid, idx, customer, persona, "", "", None, "", 0, ts, [], version, 1),
+        )
+
+
+def render_instance(
+    model: JourneyModel,
+    *,
+    scenario: str,
+    state: CustomerState,
+    instance: Instance,
+    version: int,
+    batch: RowBatch,
+) -> None:
+    """Write the instance row and its deviation, friction, delight and attribution rows."""
+    journey = instance.journey
+    events = instance.events
+    path = [event.touchpoint for event in events]
+    status = instance.status
+    end_state = len(journey.steps) if instance.full_alignment else None
+    moves = align(journey, path, end_state)
+    deviations = deviations_of(journey, events, moves, model.channel_of)
+    if status is Status.ABANDONED:
+        done = max((move.step for move in moves if move.event is not None), default=0)
+        next_step = journey.steps[min(done, len(journey.steps) - 1)]
+        last = events[-1]
+        deviations.append(
+            Deviation(DeviationKind.ABANDONED, next_step.name, last.touchpoint, last.channel,
+                      last.ts, (last.event_id,),
+                      f"no event within {journey.abandon_after_ms} ms before '{next_step.name}'", 1)
+        )  # fmt: skip
+    cost = instance.cost
+    fitness = 1.0 - cost / (len(path) + journey.shortest_ideal_length)
+    settings = model.settings.friction
+    deviating = {
+        event_id
+        for deviation in deviations
+        if deviation.kind in DEVIATING_KINDS
+        for event_id in deviation.event_ids
+    }
+    attributions = attribute_support(events, deviating, settings)
+    friction = friction_of(events, deviations, attributions, status is Status.ABANDONED, settings)
+    delight = delight_of(events, settings)
+
+    customer, iid, persona = state.customer_id, instance.instance_id, instance.persona
+    ended = events[-1].ts if instance.closure is not None else None
+    batch.add(
+        schema.JOURNEY_INSTANCES,
+        (scenario, iid, customer, persona, journey.id, journey.version, status.value,
+         instance.closure.value if instance.closure is not None else None,
+         path, [event.event_id for event in events], len(path), cost, fitness, len(deviations),
+         events[0].ts, events[-1].ts, ended, version, 0),
+    )  # fmt: skip
+    owner_of = model.owner_of
+    for idx, deviation in enumerate(deviations):
+        batch.add(
+            schema.DEVIATIONS,
+            (scenario, iid, idx, customer, persona, journey.id, journey.version,
+             deviation.kind.value, deviation.step, deviation.touchpoint, deviation.channel,
+             owner_of.get(deviation.touchpoint, ""), deviation.ts, list(deviation.event_ids),
+             deviation.detail, deviation.cost, version, 0),
+        )  # fmt: skip
+    for idx, signal in enumerate(friction):
+        batch.add(
+            schema.FRICTION_SIGNALS,
+            (scenario, iid, idx,
+             signal_id_of(iid, signal.kind.value, signal.touchpoint, signal.event_ids),
+             customer, persona, journey.id, journey.version, signal.touchpoint,
+             owner_of.get(signal.touchpoint, ""), signal.kind.value, signal.weight, signal.ts,
+             list(signal.event_ids), version, 0),
+        )  # fmt: skip
+    for idx, delighted in enumerate(delight):
+        batch.add(
+            schema.DELIGHT_SIGNALS,
+            (scenario, iid, idx, customer, persona, delighted.touchpoint,
+             owner_of.get(delighted.touchpoint, ""), delighted.employee_id, delighted.survey_kind,
+             delighted.score, delighted.ts, list(delighted.event_ids), version, 0),
+        )  # fmt: skip
+    for item in attributions:
+        upstream = item.upstream
+        batch.add(
+            schema.SUPPORT_ATTRIBUTION,
+            (scenario, item.support.event_id, iid, customer, persona, item.support.touchpoint,
+             upstream.touchpoint if upstream else None,
+             owner_of.get(upstream.touchpoint, "") if upstream else None,
+             upstream.event_id if upstream else None, item.rule.value, item.support.ts,
+             version, 0),
+        )  # fmt: skip
+    counts = (len(deviations), len(friction), len(delight))
+    _tombstone_tail(scenario, instance=instance, customer=customer, version=version, batch=batch, keep=counts)
+    instance.emitted = counts
+    instance.written = True

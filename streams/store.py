@@ -1,0 +1,192 @@
+"""ClickHouseProjectionStore: the projection tables in chDB (embedded) or a ClickHouse server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+
+from events.errors import TouchpathError
+from projections import schema
+from projections.engine import RowBatch
+
+# Inserts must be durable when the call returns (servers default to async inserts now).
+INSERT_SETTINGS = {"async_insert": 0}
+WRITE_PATTERN = re.compile(
+    r"^\s*(insert|create|drop|alter|truncate|rename|delete|update|optimize|system|grant|revoke|"
+    r"attach|detach|kill|set|use|exchange|undrop|move)\b",
+    re.IGNORECASE,
+)
+
+
+class StoreError(TouchpathError):
+    """A ClickHouse operation failed; the message names the table or query."""
+
+
+def table_ddl(table: schema.Table, cluster: str | None = None) -> list[str]:
+    """CREATE statements for one table: plain single-node, or Replicated local + Distributed."""
+    columns = ",\n  ".join(f"`{name}` {kind}" for name, kind in table.columns)
+    version_args = "version, is_deleted" if table.versioned else ""
+    partition = f"\nPARTITION BY {table.partition_by}" if table.partition_by else ""
+    order = ", ".join(table.order_by)
+    settings = "\nSETTINGS non_replicated_deduplication_window = 1000" if cluster is None else ""
+    if cluster is None:
+        engine = f"ReplacingMergeTree({version_args})"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table.name} (\n  {columns}\n)\nENGINE = {engine}"
+            f"{partition}\nORDER BY ({order}){settings}"
+        ]
+    path = f"'/clickhouse/tables/{{shard}}/{{database}}/{table.name}', '{{replica}}'"
+    engine = f"ReplicatedReplacingMergeTree({path}{', ' + version_args if version_args else ''})"
+    shard_key = "cityHash64(customer_id)" if "customer_id" in table.column_names else "rand()"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table.name}_local ON CLUSTER {cluster} (\n  {columns}\n)\n"
+        f"ENGINE = {engine}{partition}\nORDER BY ({order})",
+        f"CREATE TABLE IF NOT EXISTS {table.name} ON CLUSTER {cluster} AS {table.name}_local\n"
+        f"ENGINE = Distributed({cluster}, currentDatabase(), {table.name}_local, {shard_key})",
+    ]
+
+
+ROLLUPS = [
+    """CREATE TABLE IF NOT EXISTS friction_per_touchpoint_minute (
+  scenario LowCardinality(String),
+  touchpoint LowCardinality(String),
+  owner_team LowCardinality(String),
+  kind LowCardinality(String),
+  minute DateTime('UTC'),
+  signals AggregateFunction(uniqExact, String),
+  customers AggregateFunction(uniqExact, String)
+) ENGINE = AggregatingMergeTree ORDER BY (scenario, touchpoint, kind, owner_team, minute)""",
+    """CREATE MATERIALIZED VIEW IF NOT EXISTS friction_per_touchpoint_minute_mv
+TO friction_per_touchpoint_minute AS
+SELECT scenario, touchpoint, owner_team, kind,
+       toDateTime(toStartOfMinute(occurred_at), 'UTC') AS minute,
+       uniqExactState(signal_id) AS signals, uniqExactState(customer_id) AS customers
+FROM friction_signals WHERE is_deleted = 0
+GROUP BY scenario, touchpoint, owner_team, kind, minute""",
+    """CREATE TABLE IF NOT EXISTS conformance_per_persona_day (
+  scenario LowCardinality(String),
+  persona LowCardinality(String),
+  journey_id LowCardinality(String),
+  journey_version UInt32,
+  day Date,
+  instances AggregateFunction(uniqExact, String),
+  conformant AggregateFunction(uniqExact, String),
+  completed AggregateFunction(uniqExact, String),
+  abandoned AggregateFunction(uniqExact, String)
+) ENGINE = AggregatingMergeTree ORDER BY (scenario, persona, journey_id, journey_version, day)""",
+    """CREATE MATERIALIZED VIEW IF NOT EXISTS conformance_per_persona_day_mv
+TO conformance_per_persona_day AS
+SELECT scenario, persona, journey_id, journey_version, toDate(started_at) AS day,
+       uniqExactState(instance_id) AS instances,
+       uniqExactIfState(instance_id, cost = 0) AS conformant,
+       uniqExactIfState(instance_id, status = 'completed') AS completed,
+       uniqExactIfState(instance_id, status = 'abandoned') AS abandoned
+FROM journey_instances WHERE is_deleted = 0 AND ended_at IS NOT NULL
+GROUP BY scenario, persona, journey_id, journey_version, day""",
+]
+
+
+class ClickHouseProjectionStore:
+    """Writes projection rows idempotently and answers analysts' queries.
+
+    Embedded (chDB, one process per data dir) or a server over HTTP; same client API, same schema.
+    """
+
+    def __init__(self, client: Any, cluster: str | None = None, description: str = "") -> None:
+        self.client = client
+        self.cluster = cluster
+        self.description = description
+
+    @classmethod
+    def embedded(cls, data_dir: Path) -> ClickHouseProjectionStore:
+        """Open (creating if needed) the chDB data dir; only one process may hold it."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            client = clickhouse_connect.get_client(interface="chdb", path=str(data_dir / "chdb"))
+        except Exception as error:
+            msg = (
+                f"cannot open the embedded ClickHouse data dir {data_dir}: {error}. "
+                "Only one process may use a data dir at a time; stop the other one or pass "
+                "another --data-dir."
+            )
+            raise StoreError(msg) from error
+        return cls(client, description=f"chDB at {data_dir}")
+
+    @classmethod
+    def server(cls, url: str, cluster: str | None = None) -> ClickHouseProjectionStore:
+        """Connect to a ClickHouse server, e.g. http://user:password@host:8123/database."""
+        try:
+            client = clickhouse_connect.get_client(dsn=url)
+        except Exception as error:
+            msg = f"cannot connect to ClickHouse at {_redact(url)}: {error}"
+            raise StoreError(msg) from error
+        return cls(client, cluster, description=f"ClickHouse at {_redact(url)}")
+
+    def create_schema(self) -> None:
+        """Create every table and rollup if missing (safe to run on every start)."""
+        statements = [ddl for table in schema.TABLES for ddl in table_ddl(table, self.cluster)]
+        if self.cluster is None:
+            statements += ROLLUPS
+        for statement in statements:
+            self.client.command(statement)
+
+    def write(self, batch: RowBatch) -> int:
+        """Insert a batch, table by table, column-oriented; returns rows written."""
+        written = 0
+        for table in schema.TABLES:
+            rows = batch.rows[table.name]
+            if rows:
+                self.insert_rows(table, rows)
+                written += len(rows)
+        return written
+
+    def insert_rows(
+        self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None
+    ) -> None:
+        """Insert rows of one table; a dedup token makes a retried insert a no-op."""
+        settings: dict[str, object] = dict(INSERT_SETTINGS)
+        if token is not None:
+            settings["insert_deduplication_token"] = token
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        try:
+            self.client.insert(
+                table.name,
+                columns,
+                column_names=list(table.column_names),
+                column_oriented=True,
+                settings=settings,
+            )
+        except Exception as error:
+            msg = f"insert of {len(rows)} rows into {table.name} failed: {error}"
+            raise StoreError(msg) from error
+
+    def query(
+        self, sql: str, parameters: dict[str, object] | None = None, *, readonly: bool = True
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query with server-side {name:Type} parameters; read-only unless told otherwise."""
+        if readonly and WRITE_PATTERN.match(sql):
+            msg = "only read queries are allowed here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)"
+            raise StoreError(msg)
+        settings = {"readonly": 1} if readonly else {}
+        try:
+            result = self.client.query(sql, parameters=parameters or {}, settings=settings)
+        except Exception as error:
+            raise StoreError(f"query failed: {error}") from error
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def scalar(self, sql: str, parameters: dict[str, object] | None = None) -> Any:
+        """The first value of the first row."""
+        _, rows = self.query(sql, parameters)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        """Release the client (and, embedded, the data dir lock)."""
+        self.client.close()
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
