@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,20 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CommandGroups:
+    """Where feature modules add their subcommands: top level, `journeys ...` and `bench ...`."""
+
+    top: Any
+    journeys: Any
+    bench: Any
+
+
+# Feature modules with a `register(groups: CommandGroups) -> None` that adds their subcommands;
+# each subcommand sets `handler` (a function taking the parsed args and returning an exit code).
+EXTENSIONS: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -68,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _journeys_arg(run)
     _data_dir_arg(run)
     run.add_argument("--scenario", default="live", help="scenario name written on every row (default: live)")
+    run.set_defaults(handler=cmd_run)
 
     demo = sub.add_parser(
         "demo",
@@ -82,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _journeys_arg(demo)
     _data_dir_arg(demo)
     demo.add_argument("--report", type=Path, help="HTML report path (default: DATA_DIR/report.html)")
+    demo.set_defaults(handler=cmd_demo)
 
     simulate_cmd = sub.add_parser(
         "simulate",
@@ -94,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument("--out", type=Path, required=True, help="events JSONL (arrival order)")
     simulate_cmd.add_argument("--truth", type=Path, help="ground truth JSONL, one line per journey instance")
     _journeys_arg(simulate_cmd)
+    simulate_cmd.set_defaults(handler=cmd_simulate)
 
     sql = sub.add_parser(
         "sql",
@@ -106,11 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(sql)
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    sql.set_defaults(handler=cmd_sql)
 
     journeys = sub.add_parser("journeys", help="work with journey definition files")
     journeys_sub = journeys.add_subparsers(dest="journeys_command", required=True, metavar="ACTION")
     check = journeys_sub.add_parser("check", help="validate a journey file; errors name the line and field")
     check.add_argument("file", type=Path)
+    check.set_defaults(handler=cmd_journeys)
 
     bench = sub.add_parser("bench", help="measure throughput (prints figures, asserts nothing)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="TARGET")
@@ -120,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--events", type=int, default=1_000_000)
     engine.add_argument("--json", action="store_true", help="print the figures as JSON")
     _journeys_arg(engine)
+    engine.set_defaults(handler=cmd_bench)
+    groups = CommandGroups(top=sub, journeys=journeys_sub, bench=bench_sub)
+    for name in EXTENSIONS:
+        importlib.import_module(name).register(groups)
     return parser
 
 
@@ -292,22 +317,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "run": cmd_run,
-    "demo": cmd_demo,
-    "simulate": cmd_simulate,
-    "sql": cmd_sql,
-    "journeys": cmd_journeys,
-    "bench": cmd_bench,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `touchpath` console script."""
     args = build_parser().parse_args(argv)
     configure_logging(Settings().log_level)
     try:
-        return COMMANDS[args.command](args)
+        code: int = args.handler(args)
+        return code
     except DefinitionError as error:
         print(str(error), file=sys.stderr)
         return 1
