@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = None  # e.g. http://default:@localhost:8123/touchpath
     clickhouse_cluster: str | None = None  # ON CLUSTER name: Replicated + Distributed tables
     kafka_bootstrap: str = "127.0.0.1:9092"
+    partitions: int = 6  # of the touchpoints topic; at most this many workers share the load
     log_level: str = "info"
 
     def journeys_path(self) -> Path:

@@ -1,0 +1,50 @@
+"""Kafka topic names and their idempotent creation with kafka-python's admin client."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from events.errors import TouchpathError
+
+TOUCHPOINTS = "touchpoints"  # input; key = customer_id
+BAD = "touchpoints.bad"  # quarantine: original bytes, typed reason, source offset
+JOURNEY_EVENTS = "touchpath.journey-events"  # derived: steps, deviations, friction, corrections
+ALERTS = "touchpath.alerts"  # friction spike alerts, key = touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPlan:
+    """How many partitions each topic gets (the input's partitions bound the worker count)."""
+
+    partitions: int = 6
+    replication: int = 1
+
+
+def ensure_topics(bootstrap: str, plan: TopicPlan | None = None, client_id: str = "touchpath-admin") -> None:
+    """Create the touchpath topics that do not exist yet; existing ones are left as they are."""
+    plan = plan or TopicPlan()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    except Exception as error:
+        msg = (
+            f"cannot reach Kafka at {bootstrap}: {error}. "
+            "Is the broker running (deploy/kafka/local.sh start)?"
+        )
+        raise TouchpathError(msg) from error
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=plan.partitions, replication_factor=plan.replication)
+            for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS)
+            if name not in existing
+        ]
+        if wanted:
+            # Another worker may create them between list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(wanted)
+    finally:
+        admin.close()
