@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from projections.durations import format_duration
 from projections.journeys import Journey
 from projections.occurrence import Occurrence
 
@@ -38,6 +39,18 @@ def cost_table(journey: Journey, path: Sequence[str]) -> list[tuple[int, ...]]:
 
 
 def align(journey: Journey, path: Sequence[str], end_state: int | None) -> list[Move]:
+    """align_uncached() memoised per journey: the moves depend only on the path and the end state,
+    and real traffic repeats a few thousand distinct paths."""
+    key = (tuple(path), end_state)
+    cached = journey.alignments.get(key)
+    if cached is None:
+        if len(journey.alignments) > 100_000:
+            journey.alignments.clear()  # bound memory; correctness is unaffected
+        cached = journey.alignments[key] = tuple(align_uncached(journey, path, end_state))
+    return list(cached)
+
+
+def align_uncached(journey: Journey, path: Sequence[str], end_state: int | None) -> list[Move]:
     """An optimal alignment ending in end_state (None: the cheapest state, for unfinished paths).
 
     Ties are broken deterministically (insert, match, repeat, skip, scanning from the end, so
@@ -185,7 +198,8 @@ def deviations_of(
                     (event.ts, order, Deviation(
                         DeviationKind.TIME_BUDGET_EXCEEDED, step.name, event.touchpoint,
                         event.channel, event.ts, (event.event_id,),
-                        f"over the {step.within_ms} ms budget by {late_by} ms", 0))
+                        f"took {format_duration(event.ts - last_match_ts)}, budget "
+                        f"{format_duration(step.within_ms)} (over by {format_duration(late_by)})", 0))
                 )  # fmt: skip
             last_match_ts = event.ts
         elif move.op is Op.REPEAT:

@@ -90,6 +90,9 @@ class CustomerState:
     frontier: int = -(2**62)  # events before this time are too late to place
     persona_before: str | None = None  # last known persona among forgotten events
     revision: int = 0  # grows with every change; orders row versions
+    # Latest event time of the stream this customer's events come from (their Kafka partition, or
+    # the whole file): what "older than the allowed lateness" is measured against.
+    stream_time: int = -(2**62)
     events_accepted: int = 0
     retired: list[Instance] = field(default_factory=list)  # instances that no longer exist
 
@@ -147,11 +150,15 @@ def _boundary(instance: Instance, event: Occurrence) -> Closure | None:
     return None
 
 
-def _known_persona(model: JourneyModel, events: list[Occurrence], before: str | None) -> str | None:
-    for event in reversed(events):
+def _known_persona(model: JourneyModel, instance: Instance | None, before: str | None) -> str | None:
+    """The customer's last known persona after an instance: the latest persona its events named,
+    else the persona the instance itself ran under (which already inherited the earlier one)."""
+    if instance is None:
+        return before
+    for event in reversed(instance.events):
         if model.persona_known(event.persona):
             return event.persona
-    return before
+    return instance.persona
 
 
 def place_in_order(state: CustomerState, model: JourneyModel, event: Occurrence) -> None:
@@ -167,9 +174,7 @@ def place_in_order(state: CustomerState, model: JourneyModel, event: Occurrence)
             current.closure = reason
             current.dirty = True
     if current is None or current.closure is not None:
-        known = (
-            _known_persona(model, current.events, state.persona_before) if current else (state.persona_before)
-        )
+        known = _known_persona(model, current, state.persona_before)
         current = _start(state, model, event, known)
         state.instances.append(current)
     _append(current, event)
@@ -236,7 +241,7 @@ def _resegment_from(state: CustomerState, model: JourneyModel, watermark: int, i
     tail = CustomerState(
         customer_id=state.customer_id,
         instances=state.instances[start:],
-        persona_before=_known_persona(model, [e for i in kept for e in i.events], state.persona_before),
+        persona_before=_known_persona(model, kept[-1] if kept else None, state.persona_before),
     )
     resegment(tail, model, watermark)
     state.instances = kept + tail.instances
@@ -267,7 +272,7 @@ def forget_settled(state: CustomerState, model: JourneyModel, horizon: int) -> i
     ):
         gone = state.instances.pop(0)
         state.frontier = max(state.frontier, gone.end_bound())
-        state.persona_before = _known_persona(model, gone.events, state.persona_before)
+        state.persona_before = _known_persona(model, gone, state.persona_before)
         for event in gone.events:
             state.seen.discard(event.event_id)
         dropped += 1

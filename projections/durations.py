@@ -26,12 +26,24 @@ def parse_duration(text: str | int) -> int:
 
 
 def format_duration(ms: int) -> str:
-    """The shortest exact duration string for a number of milliseconds."""
-    for unit in ("w", "d", "h", "m", "s"):
+    """A duration for people: exact when it is a whole unit ("30d", "10m"), else the two largest
+    units ("7m46s", "2d3h")."""
+    if ms < 1000:
+        return f"{ms}ms"
+    largest = next(unit for unit in ("w", "d", "h", "m", "s") if ms >= _UNITS[unit])
+    if ms % _UNITS[largest] == 0:
+        return f"{ms // _UNITS[largest]}{largest}"
+    parts: list[str] = []
+    rest = ms
+    for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
+        if rest >= size or parts:
+            if rest // size:
+                parts.append(f"{rest // size}{unit}")
+            rest %= size
+            if len(parts) == 2 or not rest:
+                break
+    return "".join(parts) or f"{ms}ms"
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,8 +22,9 @@ from projections.customer import (
     expire,
     forget_settled,
 )
+from projections.durations import format_duration
 from projections.journeys import JourneyModel
-from projections.occurrence import occurrence_of
+from projections.occurrence import Occurrence, occurrence_of
 from projections.signals import attribute_support, delight_of, friction_of
 
 Row = tuple[object, ...]
@@ -57,6 +58,15 @@ class RowBatch:
         return sum(len(rows) for rows in self.rows.values())
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerUpdate:
+    """What one drain produced for one customer."""
+
+    customer_id: str
+    rows: RowBatch
+    state: CustomerState
+
+
 @dataclass(slots=True)
 class EngineCounters:
     """What the engine did with its input; accepted + bad = received."""
@@ -80,23 +90,34 @@ class JourneyEngine:
     and drain() to take the rows of everything that changed since the last drain.
     """
 
-    def __init__(self, model: JourneyModel, scenario: str = "live") -> None:
+    def __init__(
+        self,
+        model: JourneyModel,
+        scenario: str = "live",
+        states: MutableMapping[str, CustomerState] | None = None,
+    ) -> None:
         self.model = model
         self.scenario = scenario
-        self.customers: dict[str, CustomerState] = {}
+        # Customer states; a shell may pass a mapping backed by durable storage (a Faust table).
+        self.customers: MutableMapping[str, CustomerState] = states if states is not None else {}
         self.watermark = -(2**62)
         self.counters = EngineCounters()
         self._dirty: dict[str, CustomerState] = {}
         self._deadlines: list[tuple[int, str]] = []  # (time an open instance times out, customer)
-        self._events_out = RowBatch()
+        self._event_rows: dict[str, list[Row]] = {}
+        self._single_stream = True
 
     # -- input ---------------------------------------------------------------------------------
     def check(self, event: TouchpointEvent) -> Rejection | None:
         """Registry verdict for an event (unknown touchpoint, wrong channel), without folding it."""
         return self.model.registry.check(event)
 
-    def accept(self, event: TouchpointEvent) -> Rejection | None:
-        """Fold one decoded event; returns the rejection if it must go to quarantine instead."""
+    def accept(self, event: TouchpointEvent, stream_time: int | None = None) -> Rejection | None:
+        """Fold one decoded event; returns the rejection if it must go to quarantine instead.
+
+        stream_time is the latest event time of the stream (partition) the event came from; by
+        default the engine's own watermark, which is right when one stream feeds the engine.
+        """
         self.counters.received += 1
         rejection = self.model.registry.check(event)
         if rejection is not None:
@@ -107,6 +128,9 @@ class JourneyEngine:
         state = self.customers.get(event.customer_id)
         if state is None:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+        if stream_time is not None:
+            self._single_stream = False
+            state.stream_time = max(state.stream_time, stream_time)
         placement = add_event(state, self.model, occurrence, self.watermark)
         if placement is Placement.TOO_LATE:
             self.counters.bad += 1
@@ -119,7 +143,7 @@ class JourneyEngine:
         if placement is Placement.DUPLICATE:
             self.counters.duplicates += 1
             return None
-        self._events_out.add(schema.TOUCHPOINT_EVENTS, self._event_row(event))
+        self._event_rows.setdefault(state.customer_id, []).append(self._event_row(event))
         self._dirty[state.customer_id] = state
         current = state.open_instance()
         if current is not None:
@@ -132,26 +156,77 @@ class JourneyEngine:
         self.counters.received += 1
         self.counters.bad += 1
 
+    def replay_customer(
+        self, customer_id: str, occurrences: Iterable[Occurrence], batch: RowBatch | None = None
+    ) -> RowBatch:
+        """Fold one customer's recorded events and render their rows (into batch) as of the watermark.
+
+        For replaying history customer by customer: advance() to the history's last event time
+        first, and pass events that passed this model's registry, in (time, event id) order. The
+        state is built, rendered and dropped here (no touchpoint_events rows: the caller has them),
+        so memory holds one customer; add_event, expire and rendering are those of accept/drain.
+        """
+        state = CustomerState(customer_id)
+        state.stream_time = self.watermark
+        for occurrence in occurrences:
+            self.counters.received += 1
+            self.counters.accepted += 1
+            # A fresh state has no frontier, so nothing is too late here.
+            if add_event(state, self.model, occurrence, self.watermark) is Placement.DUPLICATE:
+                self.counters.duplicates += 1
+        expire(state, self.watermark)
+        batch = RowBatch() if batch is None else batch
+        self._render_customer(state, batch)
+        return batch
+
     def advance(self, watermark: int) -> None:
         """Move time forward: close instances idle for longer than their abandon_after."""
         self.watermark = max(self.watermark, watermark)
         while self._deadlines and self._deadlines[0][0] < self.watermark:
             _, customer_id = heapq.heappop(self._deadlines)
-            state = self.customers[customer_id]
-            if expire(state, self.watermark):
+            state = self.customers.get(customer_id)
+            if state is not None and expire(state, self.watermark):
                 self._dirty[customer_id] = state
 
     # -- output --------------------------------------------------------------------------------
     def drain(self) -> RowBatch:
         """Rows for every event accepted and every instance changed since the last drain."""
-        self.advance(self.watermark)
-        batch, self._events_out = self._events_out, RowBatch()
-        horizon = self.watermark - self.model.settings.allowed_lateness
-        for state in self._dirty.values():
-            self._render_customer(state, batch)
-            forget_settled(state, self.model, horizon)
-        self._dirty = {}
+        batch = RowBatch()
+        for update in self.drain_updates():
+            batch.extend(update.rows)
         return batch
+
+    def drain_updates(self) -> list[CustomerUpdate]:
+        """Per customer changed since the last drain: its new rows and its state after them."""
+        self.advance(self.watermark)
+        lateness = self.model.settings.allowed_lateness
+        updates = []
+        for customer_id, state in self._dirty.items():
+            rows = RowBatch()
+            for row in self._event_rows.pop(customer_id, ()):
+                rows.add(schema.TOUCHPOINT_EVENTS, row)
+            self._render_customer(state, rows)
+            # One stream: its watermark bounds lateness for everyone. Several (Kafka partitions): a
+            # customer's own partition's progress does, so a lagging partition loses nothing.
+            stream_time = self.watermark if self._single_stream else state.stream_time
+            forget_settled(state, self.model, stream_time - lateness)
+            updates.append(CustomerUpdate(customer_id, rows, state))
+        self._dirty = {}
+        return updates
+
+    def forget_cached(self) -> None:
+        """Drop pending deadlines (after a rebalance the shell reloads states from storage)."""
+        self._deadlines = []
+        self._dirty = {}
+        self._event_rows = {}
+
+    def schedule(self, state: CustomerState) -> None:
+        """Register a loaded state's open instance for timeout (used when states are recovered)."""
+        current = state.open_instance()
+        if current is not None:
+            last = current.events[-1].ts
+            self.watermark = max(self.watermark, last)
+            heapq.heappush(self._deadlines, (last + current.journey.abandon_after_ms, state.customer_id))
 
     def open_instances(self) -> int:
         """How many journey instances are open now."""
@@ -268,7 +343,8 @@ def render_instance(
         deviations.append(
             Deviation(DeviationKind.ABANDONED, next_step.name, last.touchpoint, last.channel,
                       last.ts, (last.event_id,),
-                      f"no event within {journey.abandon_after_ms} ms before '{next_step.name}'", 1)
+                      f"no event within {format_duration(journey.abandon_after_ms)} before step "
+                      f"'{next_step.name}'", 1)
         )  # fmt: skip
     cost = instance.cost
     fitness = 1.0 - cost / (len(path) + journey.shortest_ideal_length)

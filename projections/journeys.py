@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,6 +79,68 @@ class FrictionSettings(BaseModel):
     survey_lookback: DurationMs = 72 * 3_600_000
 
 
+AlertKind = Literal["failure", "repeat", "stall", "escalation", "negative_survey", "abandonment"]
+AlertMeasure = Literal["friction_rate", "contact_volume"]
+
+
+class AlertRule(BaseModel):
+    """One touchpoint's alert thresholds; a field left out takes the value of the `alerts` block."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool | None = None
+    measure: AlertMeasure | None = None
+    min_volume: Annotated[int, Field(ge=1)] | None = None
+    min_signals: Annotated[int, Field(ge=1)] | None = None
+    min_ratio: Annotated[float, Field(ge=1.0)] | None = None
+    sensitivity: Annotated[float, Field(gt=0)] | None = None
+    cooldown: DurationMs | None = None
+
+
+class AlertSettings(BaseModel):
+    """Friction spike alerts: the window, the baseline each window is judged against, thresholds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    window: DurationMs = 5 * 60_000
+    baseline_windows: Annotated[int, Field(ge=1, le=2016)] = 24  # trailing windows before the judged ones
+    seasonal_days: Annotated[int, Field(ge=0, le=28)] = 7  # plus the same time of day on previous days
+    seasonal_span: DurationMs = 30 * 60_000  # +/- around the same time of day
+    min_baseline_volume: Annotated[int, Field(ge=1)] = 100  # baseline traffic needed to judge at all
+    lateness: DurationMs = 60 * 60_000  # older windows take no more counts
+    span_windows: Annotated[int, Field(ge=1, le=12)] = 3  # judge the last 1..n windows together
+    min_volume: Annotated[int, Field(ge=1)] = 10
+    min_signals: Annotated[int, Field(ge=1)] = 4
+    min_ratio: Annotated[float, Field(ge=1.0)] = 2.0
+    sensitivity: Annotated[float, Field(gt=0)] = 5.0  # in standard deviations; lower alerts sooner
+    resolve_after: Annotated[int, Field(ge=1)] = 3  # calm windows in a row that end an incident
+    resolve_sensitivity: Annotated[float, Field(gt=0)] = 2.0
+    cooldown: DurationMs = 30 * 60_000
+    update_every: DurationMs | None = None  # re-alert an ongoing incident this often (off by default)
+    # Negative surveys (shared among every touchpoint of the days before) and abandonment (known
+    # only `abandon_after` later) cannot point at one touchpoint in time: opt in if wanted.
+    kinds: tuple[AlertKind, ...] = ("failure", "repeat", "stall", "escalation")
+    per_touchpoint: dict[str, AlertRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        day = 86_400_000
+        if self.window <= 0 or day % self.window:
+            msg = "alerts.window must divide a day evenly (e.g. 1m, 5m, 10m, 15m, 30m, 1h)"
+            raise ValueError(msg)
+        if self.lateness < self.window:
+            msg = "alerts.lateness must be at least one window"
+            raise ValueError(msg)
+        if self.seasonal_span >= day // 2:
+            msg = "alerts.seasonal_span must be shorter than 12h"
+            raise ValueError(msg)
+        if self.update_every is not None and self.update_every < self.window:
+            msg = "alerts.update_every must be at least one window"
+            raise ValueError(msg)
+        return self
+
+
 class EngineSettings(BaseModel):
     """Engine-wide settings: how late an event may arrive and still correct its journey."""
 
@@ -86,6 +148,7 @@ class EngineSettings(BaseModel):
 
     allowed_lateness: DurationMs = 30 * 86_400_000
     friction: FrictionSettings = FrictionSettings()
+    alerts: AlertSettings = AlertSettings()
 
 
 class DefinitionsDoc(BaseModel):
@@ -137,6 +200,10 @@ class Journey:
     initial_costs: Costs
     shortest_ideal_length: int
     _cache: dict[tuple[Costs, str], tuple[int, Costs]] = field(default_factory=dict, compare=False)
+    # Memoised alignments (projections.alignment.align) by (path, end state).
+    alignments: dict[tuple[tuple[str, ...], int | None], tuple[Any, ...]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def key(self) -> str:
@@ -296,6 +363,12 @@ def _semantic_problems(doc: DefinitionsDoc, registry: Registry) -> list[tuple[tu
     for persona in persona_ids:
         if not any(journey.persona == persona for journey in doc.journeys):
             problems.append((("personas",), f"persona '{persona}' has no journey"))
+    for touchpoint in doc.settings.alerts.per_touchpoint:
+        if registry.touchpoint(touchpoint) is None:
+            problems.append(
+                (("settings", "alerts", "per_touchpoint", touchpoint),
+                 f"touchpoint '{touchpoint}' is not registered")
+            )  # fmt: skip
     return problems
 
 

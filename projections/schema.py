@@ -178,6 +178,83 @@ BAD_EVENTS = Table(
     versioned=False,
 )
 
+ALERTS = Table(
+    "alerts",
+    (
+        ("scenario", "LowCardinality(String)"),
+        ("alert_id", "String"),
+        ("incident_id", "String"),
+        ("action", "LowCardinality(String)"),
+        ("touchpoint", "LowCardinality(String)"),
+        ("owner_team", "LowCardinality(String)"),
+        ("measure", "LowCardinality(String)"),
+        ("trigger", "LowCardinality(String)"),
+        ("window_start", TS),
+        ("window_end", TS),
+        ("incident_start", TS),
+        ("detected_at", TS),
+        ("traffic", "UInt64"),
+        ("signals", "UInt64"),
+        ("rate", "Float64"),
+        ("baseline_rate", "Float64"),
+        ("expected", "Float64"),
+        ("ratio", "Float64"),
+        ("sigma", "Float64"),
+        ("kinds", "Map(String, UInt32)"),
+        ("personas", "Map(String, UInt32)"),
+        ("journeys", "Map(String, UInt32)"),
+        ("upstream", "Map(String, UInt32)"),
+        ("example_customer_ids", "Array(String)"),
+        ("example_event_ids", "Array(String)"),
+        ("summary", "String"),
+    ),
+    ("scenario", "touchpoint", "alert_id"),
+    versioned=False,  # an alert id always carries the same alert: replays replace it with itself
+)
+
+ALERT_DELIVERIES = Table(
+    "alert_deliveries",
+    (
+        ("scenario", "LowCardinality(String)"),
+        ("alert_id", "String"),
+        ("team", "LowCardinality(String)"),
+        ("destination_id", "String"),
+        ("destination", "String"),
+        ("attempt", "UInt16"),
+        ("attempted_at", TS),
+        ("outcome", "LowCardinality(String)"),
+        ("status_code", "Nullable(UInt16)"),
+        ("error", "String"),
+    ),
+    ("scenario", "alert_id", "destination_id", "attempted_at", "attempt"),
+    versioned=False,
+)
+
+JOURNEY_STATE = Table(
+    "journey_state",
+    (
+        ("scenario", "LowCardinality(String)"),
+        ("customer_id", "String"),
+        ("state", "String"),  # projections.state_codec bytes: what the engine needs to go on
+        *VERSION,
+    ),
+    ("scenario", "customer_id"),
+    versioned=True,
+)
+
+ALERT_STATE = Table(
+    "alert_state",
+    (
+        ("scenario", "LowCardinality(String)"),
+        ("touchpoint", "LowCardinality(String)"),
+        ("settings_id", "String"),  # a hash of the alert settings the state was built with
+        ("state", "String"),  # projections.alerts.encode_state bytes: what the detector needs to go on
+        *VERSION,
+    ),
+    ("scenario", "touchpoint"),
+    versioned=True,
+)
+
 TABLES = (
     TOUCHPOINT_EVENTS,
     JOURNEY_INSTANCES,
@@ -186,4 +263,8 @@ TABLES = (
     DELIGHT_SIGNALS,
     SUPPORT_ATTRIBUTION,
     BAD_EVENTS,
+    ALERTS,
+    ALERT_DELIVERIES,
+    ALERT_STATE,
+    JOURNEY_STATE,
 )

@@ -157,7 +157,12 @@ def friction_of(
         if item.upstream is not None
     )  # fmt: skip
     if abandoned and events:
-        last = events[-1]
+        # The journey stopped after this touchpoint; a closing support contact or survey is a
+        # symptom, so the blame goes to the last touchpoint before them when there is one.
+        last = next(
+            (e for e in reversed(events) if e.channel != SUPPORT_CHANNEL and e.survey_kind is None),
+            events[-1],
+        )
         out.append(_signal(FrictionKind.ABANDONMENT, last.touchpoint, last.ts, last.event_id))
     return out
 

@@ -52,6 +52,7 @@ def encode_state(state: CustomerState) -> bytes:
             state.persona_before,
             state.revision,
             state.events_accepted,
+            state.stream_time,
             instances,
         ]
     )
@@ -59,7 +60,9 @@ def encode_state(state: CustomerState) -> bytes:
 
 def decode_state(raw: bytes, model: JourneyModel) -> CustomerState:
     """Rebuild a customer's state; alignment costs are recomputed by folding the events again."""
-    version, customer_id, frontier, persona_before, revision, accepted, instances = orjson.loads(raw)
+    version, customer_id, frontier, persona_before, revision, accepted, stream_time, instances = orjson.loads(
+        raw
+    )
     if version != FORMAT:
         msg = f"unknown journey state format {version}"
         raise ValueError(msg)
@@ -70,6 +73,7 @@ def decode_state(raw: bytes, model: JourneyModel) -> CustomerState:
         persona_before=persona_before,
         revision=revision,
         events_accepted=accepted,
+        stream_time=stream_time,
     )
     previous_ts = 0
     for key, persona, closure, emitted, written, events in instances:

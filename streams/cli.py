@@ -18,11 +18,12 @@ import structlog
 from events.errors import DefinitionError, TouchpathError
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
+from streams.alerting import AlertMode, EmbeddedAlerting, embedded_alerting
 from streams.bench import bench_engine
 from streams.definitions import load_journeys
 from streams.logs import configure_logging
 from streams.progress import Progress
-from streams.runner import EmbeddedRunner, RunStats, numbered_lines
+from streams.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate, truth_lines
 from streams.store import ClickHouseProjectionStore
@@ -59,7 +60,12 @@ class CommandGroups:
 
 # Feature modules with a `register(groups: CommandGroups) -> None` that adds their subcommands;
 # each subcommand sets `handler` (a function taking the parsed args and returning an exit code).
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = (
+    "streams.worker_cli",
+    "streams.ingest_cli",
+    "streams.replay_cli",
+    "streams.alerts_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     _journeys_arg(run)
     _data_dir_arg(run)
     run.add_argument("--scenario", default="live", help="scenario name written on every row (default: live)")
+    run.add_argument(
+        "--alerts",
+        choices=[mode.value for mode in AlertMode],
+        help="friction spike alerts: send (record + deliver to the owning team's webhooks; default for "
+        "the live scenario), record (alerts table only; default for other scenarios) or off",
+    )
     run.set_defaults(handler=cmd_run)
 
     demo = sub.add_parser(
@@ -185,11 +197,18 @@ def _read_lines(source: str) -> Iterator[tuple[int, bytes]]:
 
 
 def run_file(
-    model: JourneyModel, store: ClickHouseProjectionStore, source: str, scenario: str = "live"
+    model: JourneyModel,
+    store: ClickHouseProjectionStore,
+    source: str,
+    scenario: str = "live",
+    alerting: EmbeddedAlerting | None = None,
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr."""
     engine = JourneyEngine(model, scenario)
-    runner = EmbeddedRunner(engine, store)
+    restored = restore_state(engine, store)
+    if restored:
+        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.update(stats.lines)
@@ -214,9 +233,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = load_journeys(settings.journeys_path())
     with open_store(settings) as store:
         log.info("run.start", input=args.input, store=store.description, scenario=args.scenario)
-        stats = run_file(model, store, args.input, args.scenario)
+        mode = AlertMode(args.alerts or ("send" if args.scenario == "live" else "record"))
+        alerting = embedded_alerting(model, store, args.scenario, mode)
+        stats = run_file(model, store, args.input, args.scenario, alerting)
         log.info("run.done", lines=stats.lines, accepted=stats.accepted, bad=stats.bad)
         print_summary(store, stats, args.scenario)
+        if alerting is not None:
+            print("\n" + "\n".join(alerting.finish(store).lines()))
     return 0
 
 
@@ -236,8 +259,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"-> {events_path}"
     )
     with open_store(settings) as store:
-        stats = run_file(model, store, str(events_path))
+        alerting = embedded_alerting(model, store, "live", AlertMode.SEND)
+        stats = run_file(model, store, str(events_path), alerting=alerting)
         print_summary(store, stats)
+        if alerting is not None:
+            print("\n" + "\n".join(alerting.finish(store).lines()))
         from streams.report import write_report  # noqa: PLC0415 -- plotly loads only for reports
 
         report = args.report or settings.data_dir / "report.html"

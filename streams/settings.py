@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,20 @@ class Settings(BaseSettings):
     clickhouse_cluster: str | None = None  # ON CLUSTER name: Replicated + Distributed tables
     kafka_bootstrap: str = "127.0.0.1:9092"
     partitions: int = 6  # of the touchpoints topic; at most this many workers share the load
+    topic_prefix: str = ""  # e.g. "staging." -> staging.touchpoints, staging.touchpoints.bad, ...
+    app_id: str = "touchpath"  # Faust app id: consumer group and changelog topic names
+    state_store: str = "memory://"  # Faust table store: memory:// (changelog replay) or rocksdb://
+    web_host: str | None = None  # worker's /health and /metrics bind address (default 127.0.0.1)
+    web_port: int = 6066
+    # How long Kafka waits for a silent worker before handing its partitions to others.
+    session_timeout_s: float = 30.0
+    ingest_keys: SecretStr = SecretStr("")  # "key_id:secret,key_id2:secret2": who may POST /v1/events
+    sql_keys: SecretStr = SecretStr("")  # same format: who may GET /v1/sql on `touchpath serve`
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    ingest_ack_timeout_s: float = 5.0  # longest wait for durability before answering 503
+    ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
+    ingest_rate_burst: int = 10_000
     log_level: str = "info"
 
     def journeys_path(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,15 @@ class ClickHouseProjectionStore:
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None
     ) -> None:
-        """Insert rows of one table; a dedup token makes a retried insert a no-op."""
+        """Insert rows of one table; a dedup token makes a retried insert a no-op.
+
+        Without a token the insert gets a unique one: the tables keep a deduplication window (for
+        the streaming sink's retries), and ClickHouse would otherwise silently drop a block that
+        equals an earlier one - e.g. a scenario re-run after it was dropped. Re-runs are made
+        idempotent by ReplacingMergeTree versions instead.
+        """
         settings: dict[str, object] = dict(INSERT_SETTINGS)
-        if token is not None:
-            settings["insert_deduplication_token"] = token
+        settings["insert_deduplication_token"] = token if token is not None else uuid.uuid4().hex
         columns = [list(column) for column in zip(*rows, strict=True)]
         try:
             self.client.insert(

@@ -17,6 +17,25 @@ ALERTS = "touchpath.alerts"  # friction spike alerts, key = touchpoint
 
 
 @dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The topic names of one deployment; a prefix lets several share a cluster (and tests a broker)."""
+
+    touchpoints: str = TOUCHPOINTS
+    bad: str = BAD
+    journey_events: str = JOURNEY_EVENTS
+    alerts: str = ALERTS
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TopicNames:
+        """Names with a prefix, e.g. 'staging.' -> 'staging.touchpoints'."""
+        return cls(*(prefix + name for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS)))
+
+    def all(self) -> tuple[str, ...]:
+        """Every topic name."""
+        return (self.touchpoints, self.bad, self.journey_events, self.alerts)
+
+
+@dataclass(frozen=True, slots=True)
 class TopicPlan:
     """How many partitions each topic gets (the input's partitions bound the worker count)."""
 
@@ -24,7 +43,12 @@ class TopicPlan:
     replication: int = 1
 
 
-def ensure_topics(bootstrap: str, plan: TopicPlan | None = None, client_id: str = "touchpath-admin") -> None:
+def ensure_topics(
+    bootstrap: str,
+    plan: TopicPlan | None = None,
+    client_id: str = "touchpath-admin",
+    names: TopicNames | None = None,
+) -> None:
     """Create the touchpath topics that do not exist yet; existing ones are left as they are."""
     plan = plan or TopicPlan()
     try:
@@ -39,7 +63,7 @@ def ensure_topics(bootstrap: str, plan: TopicPlan | None = None, client_id: str 
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=plan.partitions, replication_factor=plan.replication)
-            for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS)
+            for name in (names or TopicNames()).all()
             if name not in existing
         ]
         if wanted:

@@ -115,3 +115,31 @@ def test_journeys_check_reports_ok_or_the_line(tmp_path: Path, capsys: pytest.Ca
     broken.write_text(example_journeys().read_text().replace("version: 1", "version: 0", 1))
     assert main(["journeys", "check", str(broken)]) == 1
     assert f"{broken}:" in capsys.readouterr().err
+
+
+def test_a_second_file_continues_the_journeys_of_the_first(
+    simulated: tuple[Path, int, int], tmp_path: Path
+) -> None:
+    """Running the input as two files, one after the other, gives what one run of it gives."""
+    path, _, _ = simulated
+    lines = path.read_bytes().splitlines()
+    first, second = tmp_path / "part1.jsonl", tmp_path / "part2.jsonl"
+    first.write_bytes(b"\n".join(lines[: len(lines) // 2]) + b"\n")
+    second.write_bytes(b"\n".join(lines[len(lines) // 2 :]) + b"\n")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["run", "--input", str(path), "--data-dir", str(whole)]) == 0
+    assert main(["run", "--input", str(first), "--data-dir", str(parts)]) == 0
+    assert main(["run", "--input", str(second), "--data-dir", str(parts)]) == 0
+    sql = (
+        "SELECT instance_id, status, cost, path FROM journey_instances FINAL ORDER BY instance_id",
+        "SELECT instance_id, idx, kind, step FROM deviations FINAL ORDER BY instance_id, idx",
+        "SELECT instance_id, idx, kind, touchpoint FROM friction_signals FINAL ORDER BY instance_id, idx",
+    )
+    results = []
+    for data_dir in (whole, parts):
+        store = ClickHouseProjectionStore.embedded(data_dir)
+        try:
+            results.append([store.query(query)[1] for query in sql])
+        finally:
+            store.close()
+    assert results[0] == results[1]

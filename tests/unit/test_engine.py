@@ -123,10 +123,11 @@ def test_later_instance_keeps_the_last_known_persona(model: JourneyModel) -> Non
         event_line("s-3", "c3", "email.csat_survey", 120, survey={"kind": "csat", "score": 5}),
     ]
     second = [event_line("s-4", "c3", "store.visit", 20 * DAY)]
-    _, batch = _feed(model, first + second)
+    third = [event_line("s-5", "c3", "store.visit", 40 * DAY)]  # inherits through the second
+    _, batch = _feed(model, first + second + third)
     instances, _ = latest_rows(batch)
-    assert sorted(str(row["persona"]) for row in instances.values()) == ["store_shopper", "store_shopper"]
-    assert sorted(str(row["journey_id"]) for row in instances.values()) == ["store_purchase"] * 2
+    assert sorted(str(row["persona"]) for row in instances.values()) == ["store_shopper"] * 3
+    assert sorted(str(row["journey_id"]) for row in instances.values()) == ["store_purchase"] * 3
 
 
 def test_unknown_touchpoint_is_rejected_with_its_reason(model: JourneyModel) -> None:

@@ -1,0 +1,682 @@
+"""What differs between two scenarios: conformance, deviations, friction, alerts, changed customers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from projections import schema
+from streams.scenarios import ScenarioError, check_name, list_scenarios, scenario_tables
+from streams.store import ClickHouseProjectionStore
+from streams.summary import render_table
+
+SAMPLE_CUSTOMERS = 12
+IDENTITY_TABLES = (
+    schema.TOUCHPOINT_EVENTS,
+    schema.JOURNEY_INSTANCES,
+    schema.DEVIATIONS,
+    schema.FRICTION_SIGNALS,
+    schema.DELIGHT_SIGNALS,
+    schema.SUPPORT_ATTRIBUTION,
+)
+IGNORED_COLUMNS = frozenset({"scenario", "version", "is_deleted"})  # versions count revisions, not content
+
+CONFORMANCE_SQL = """SELECT persona, journey_id, arraySort(groupUniqArray(journey_version)) AS versions,
+       count() AS instances, countIf(cost = 0) AS conformant, avg(fitness) AS mean_fitness,
+       countIf(status = 'completed') AS completed, countIf(status = 'abandoned') AS abandoned
+FROM journey_instances FINAL WHERE scenario = {scenario:String}
+GROUP BY persona, journey_id"""
+DEVIATIONS_SQL = """SELECT persona, kind, step, touchpoint, count() AS deviations,
+       uniqExact(customer_id) AS customers
+FROM deviations FINAL WHERE scenario = {scenario:String}
+GROUP BY persona, kind, step, touchpoint"""
+FRICTION_SQL = """SELECT touchpoint, any(owner_team) AS owner_team, count() AS signals, sum(weight) AS weight,
+       uniqExact(customer_id) AS customers
+FROM friction_signals FINAL WHERE scenario = {scenario:String}
+GROUP BY touchpoint"""
+QUARANTINED_SQL = "SELECT count() FROM bad_events FINAL WHERE scenario = {scenario:String}"
+# One row per instance id on either side; the join key is the instance id, which derives from the
+# customer and the instance's first event, so an instance that was cut differently shows as
+# present on one side only.
+INSTANCES_SQL = """SELECT
+  count() AS instances,
+  countIf(b.present AND s.present AND b.status != s.status) AS status_changed,
+  countIf(b.present AND s.present AND s.cost > b.cost) AS cost_up,
+  countIf(b.present AND s.present AND s.cost < b.cost) AS cost_down,
+  countIf(b.present AND NOT s.present) AS only_base,
+  countIf(s.present AND NOT b.present) AS only_scenario,
+  uniqExactIf(if(b.present, b.customer_id, s.customer_id),
+              NOT (b.present AND s.present) OR b.status != s.status OR b.cost != s.cost
+              OR b.path != s.path) AS customers_changed,
+  uniqExact(if(b.present, b.customer_id, s.customer_id)) AS customers,
+  sumIf(s.fitness - b.fitness, b.present AND s.present) AS fitness_gain
+FROM (SELECT instance_id, customer_id, status, cost, fitness, path, 1 AS present
+      FROM journey_instances FINAL WHERE scenario = {base:String}) AS b
+FULL OUTER JOIN (SELECT instance_id, customer_id, status, cost, fitness, path, 1 AS present
+      FROM journey_instances FINAL WHERE scenario = {other:String}) AS s
+ON b.instance_id = s.instance_id
+SETTINGS join_use_nulls = 0"""
+TRANSITIONS_SQL = """SELECT b.status, s.status, count()
+FROM (SELECT instance_id, status FROM journey_instances FINAL WHERE scenario = {base:String}) AS b
+INNER JOIN (SELECT instance_id, status FROM journey_instances FINAL WHERE scenario = {other:String}) AS s
+ON b.instance_id = s.instance_id
+GROUP BY b.status, s.status"""
+COST_DELTAS_SQL = """SELECT toInt64(s.cost) - toInt64(b.cost) AS delta, count()
+FROM (SELECT instance_id, cost FROM journey_instances FINAL WHERE scenario = {base:String}) AS b
+INNER JOIN (SELECT instance_id, cost FROM journey_instances FINAL WHERE scenario = {other:String}) AS s
+ON b.instance_id = s.instance_id
+WHERE b.cost != s.cost GROUP BY delta ORDER BY delta"""
+# A stable, spread-out sample of changed customers (ordered by a hash, not by id).
+SAMPLE_SQL = """SELECT customer_id FROM (
+  SELECT if(b.present, b.customer_id, s.customer_id) AS customer_id
+  FROM (SELECT instance_id, customer_id, status, cost, path, 1 AS present
+        FROM journey_instances FINAL WHERE scenario = {base:String}) AS b
+  FULL OUTER JOIN (SELECT instance_id, customer_id, status, cost, path, 1 AS present
+        FROM journey_instances FINAL WHERE scenario = {other:String}) AS s
+  ON b.instance_id = s.instance_id
+  WHERE NOT (b.present AND s.present) OR b.status != s.status OR b.cost != s.cost OR b.path != s.path
+  SETTINGS join_use_nulls = 0)
+GROUP BY customer_id ORDER BY cityHash64(customer_id), customer_id LIMIT {limit:UInt32}"""
+CUSTOMER_SQL = """SELECT i.scenario, i.customer_id, i.instance_id,
+       i.journey_id || '@' || toString(i.journey_version), i.status, i.cost, i.fitness, i.path,
+       i.started_at, d.kinds
+FROM journey_instances AS i FINAL
+LEFT JOIN (SELECT scenario, instance_id,
+                  groupArray(concat(kind, if(step = '', '', concat(' ', step)))) AS kinds
+           FROM (SELECT * FROM deviations FINAL WHERE scenario IN ({base:String}, {other:String})
+                 AND customer_id IN {customers:Array(String)} ORDER BY idx)
+           GROUP BY scenario, instance_id) AS d
+ON i.scenario = d.scenario AND i.instance_id = d.instance_id
+WHERE i.scenario IN ({base:String}, {other:String}) AND i.customer_id IN {customers:Array(String)}
+ORDER BY i.customer_id, i.started_at, i.instance_id"""
+
+
+# ---- plain results of the queries, per scenario -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioFigures:
+    """What compare reads of one scenario (query rows as returned)."""
+
+    name: str
+    conformance: list[tuple[Any, ...]]  # CONFORMANCE_SQL rows
+    deviations: list[tuple[Any, ...]]  # DEVIATIONS_SQL rows
+    friction: list[tuple[Any, ...]]  # FRICTION_SQL rows
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)  # (touchpoint, alerts)
+    quarantined: int = 0
+
+
+# ---- the comparison ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Conformance:
+    """Conformance of one persona's journey in one scenario."""
+
+    versions: tuple[int, ...]
+    instances: int
+    conformant: int
+    mean_fitness: float
+    completed: int
+    abandoned: int
+
+    @property
+    def rate(self) -> float:
+        """Share of instances aligned at zero cost."""
+        return self.conformant / self.instances if self.instances else 0.0
+
+
+NO_CONFORMANCE = Conformance((), 0, 0, 0.0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConformanceChange:
+    """A persona's journey (by id, any version) in both scenarios."""
+
+    persona: str
+    journey: str
+    base: Conformance
+    other: Conformance
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything an analyst reads here differs (fitness means up to float summation order)."""
+        b, s = self.base, self.other
+        same_counts = (b.versions, b.instances, b.conformant, b.completed, b.abandoned) == (
+            s.versions, s.instances, s.conformant, s.completed, s.abandoned
+        )  # fmt: skip
+        return not same_counts or abs(b.mean_fitness - s.mean_fitness) > 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class DeviationChange:
+    """Deviations of one kind at one step and touchpoint, per scenario."""
+
+    persona: str
+    kind: str
+    step: str
+    touchpoint: str
+    base: int
+    other: int
+    base_customers: int
+    other_customers: int
+
+    @property
+    def delta(self) -> int:
+        """Scenario minus base."""
+        return self.other - self.base
+
+    @property
+    def status(self) -> str:
+        """appeared, disappeared, more, fewer or same."""
+        if self.base == 0 and self.other > 0:
+            return "appeared"
+        if self.other == 0 and self.base > 0:
+            return "disappeared"
+        if self.delta:
+            return "more" if self.delta > 0 else "fewer"
+        return "same" if self.base_customers == self.other_customers else "customers changed"
+
+
+@dataclass(frozen=True, slots=True)
+class FrictionChange:
+    """Friction signals pointing at one touchpoint, per scenario."""
+
+    touchpoint: str
+    owner_team: str
+    base_signals: int
+    other_signals: int
+    base_weight: float
+    other_weight: float
+    base_customers: int
+    other_customers: int
+
+    @property
+    def changed(self) -> bool:
+        """Whether signals, weight or customers differ."""
+        return (
+            self.base_signals != self.other_signals
+            or round(self.base_weight, 6) != round(self.other_weight, 6)
+            or self.base_customers != self.other_customers
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """Alerts raised for one touchpoint, per scenario."""
+
+    touchpoint: str
+    base: int
+    other: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """One journey instance of a sampled customer, as the report shows it."""
+
+    instance_id: str
+    journey: str
+    status: str
+    cost: int
+    fitness: float
+    path: tuple[str, ...]
+    deviations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChange:
+    """A sampled customer whose instances differ: both sides' instances in time order."""
+
+    customer_id: str
+    base: tuple[InstanceView, ...]
+    other: tuple[InstanceView, ...]
+
+
+@dataclass(slots=True)
+class InstanceChanges:
+    """Customers and instances whose status, cost or path differ between the scenarios."""
+
+    instances: int = 0
+    customers: int = 0
+    customers_changed: int = 0
+    status_changed: int = 0
+    cost_up: int = 0
+    cost_down: int = 0
+    only_base: int = 0
+    only_other: int = 0
+    fitness_gain: float = 0.0  # summed over instances present on both sides
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+    cost_deltas: dict[int, int] = field(default_factory=dict)
+    sample: list[CustomerChange] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        """Instances that differ in any way (or exist on one side only)."""
+        return self.status_changed + self.cost_up + self.cost_down + self.only_base + self.only_other
+
+
+@dataclass(frozen=True, slots=True)
+class TableIdentity:
+    """Rows of one table found in one scenario and not the other (ignoring scenario and version)."""
+
+    table: str
+    only_base: int
+    only_other: int
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Everything compare reports about BASE vs SCENARIO."""
+
+    base: str
+    other: str
+    conformance: list[ConformanceChange]
+    deviations: list[DeviationChange]
+    friction: list[FrictionChange]
+    alerts: list[AlertChange] | None  # None: no alerts table
+    instances: InstanceChanges
+    tables: list[TableIdentity]
+    quarantined: tuple[int, int]
+
+    @property
+    def differences(self) -> int:
+        """Count of differing items over the projections (0: the scenarios say the same thing).
+
+        Alerts are shown but not counted: live alerts fired in arrival order, a replay's would-be
+        alerts are judged in event-time order, so they may differ where the projections do not.
+        """
+        return (
+            sum(change.changed for change in self.conformance)
+            + sum(change.status != "same" for change in self.deviations)
+            + sum(change.changed for change in self.friction)
+            + self.instances.changed
+            + sum(table.only_base + table.only_other for table in self.tables)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping of every section."""
+        return {
+            "base": self.base,
+            "scenario": self.other,
+            "differences": self.differences,
+            "conformance": [
+                {
+                    "persona": c.persona,
+                    "journey": c.journey,
+                    **{
+                        side: {
+                            "versions": list(value.versions),
+                            "instances": value.instances,
+                            "conformance_rate": round(value.rate, 4),
+                            "mean_fitness": round(value.mean_fitness, 4),
+                            "completed": value.completed,
+                            "abandoned": value.abandoned,
+                        }
+                        for side, value in (("base", c.base), ("scenario", c.other))
+                    },
+                }
+                for c in self.conformance
+            ],
+            "deviations": [
+                {
+                    "persona": d.persona,
+                    "kind": d.kind,
+                    "step": d.step,
+                    "touchpoint": d.touchpoint,
+                    "base": d.base,
+                    "scenario": d.other,
+                    "status": d.status,
+                    "base_customers": d.base_customers,
+                    "scenario_customers": d.other_customers,
+                }
+                for d in self.deviations
+                if d.status != "same"
+            ],
+            "friction": [
+                {
+                    "touchpoint": f.touchpoint,
+                    "owner_team": f.owner_team,
+                    "base_signals": f.base_signals,
+                    "scenario_signals": f.other_signals,
+                    "base_weight": round(f.base_weight, 3),
+                    "scenario_weight": round(f.other_weight, 3),
+                }
+                for f in self.friction
+            ],
+            "alerts": None
+            if self.alerts is None
+            else [{"touchpoint": a.touchpoint, "base": a.base, "scenario": a.other} for a in self.alerts],
+            "customers": {
+                "customers": self.instances.customers,
+                "customers_changed": self.instances.customers_changed,
+                "instances": self.instances.instances,
+                "status_changed": self.instances.status_changed,
+                "cost_up": self.instances.cost_up,
+                "cost_down": self.instances.cost_down,
+                "only_base": self.instances.only_base,
+                "only_scenario": self.instances.only_other,
+                "transitions": [
+                    {"base": b, "scenario": s, "instances": n}
+                    for (b, s), n in sorted(self.instances.transitions.items())
+                ],
+                "cost_deltas": {str(k): v for k, v in sorted(self.instances.cost_deltas.items())},
+                "sample": [
+                    {
+                        "customer_id": c.customer_id,
+                        "base": [_instance_dict(i) for i in c.base],
+                        "scenario": [_instance_dict(i) for i in c.other],
+                    }
+                    for c in self.instances.sample
+                ],
+            },
+            "tables": [
+                {"table": t.table, "only_base": t.only_base, "only_scenario": t.only_other}
+                for t in self.tables
+            ],
+            "quarantined": {"base": self.quarantined[0], "scenario": self.quarantined[1]},
+        }
+
+
+def _instance_dict(view: InstanceView) -> dict[str, Any]:
+    return {
+        "instance_id": view.instance_id,
+        "journey": view.journey,
+        "status": view.status,
+        "cost": view.cost,
+        "fitness": round(view.fitness, 4),
+        "path": list(view.path),
+        "deviations": list(view.deviations),
+    }
+
+
+# ---- pure comparisons of query rows -----------------------------------------------------------------
+
+
+def compare_conformance(
+    base: Iterable[Sequence[Any]], other: Iterable[Sequence[Any]]
+) -> list[ConformanceChange]:
+    """Pair CONFORMANCE_SQL rows by persona and journey id (versions may differ)."""
+
+    def index(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], Conformance]:
+        return {
+            (str(r[0]), str(r[1])): Conformance(
+                tuple(int(v) for v in r[2]), int(r[3]), int(r[4]), float(r[5]), int(r[6]), int(r[7])
+            )
+            for r in rows
+        }
+
+    left, right = index(base), index(other)
+    return [
+        ConformanceChange(key[0], key[1], left.get(key, NO_CONFORMANCE), right.get(key, NO_CONFORMANCE))
+        for key in sorted(left.keys() | right.keys())
+    ]
+
+
+def compare_deviations(
+    base: Iterable[Sequence[Any]], other: Iterable[Sequence[Any]]
+) -> list[DeviationChange]:
+    """Pair DEVIATIONS_SQL rows by persona, kind, step and touchpoint; largest changes first."""
+
+    def index(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str, str], tuple[int, int]]:
+        return {(str(r[0]), str(r[1]), str(r[2]), str(r[3])): (int(r[4]), int(r[5])) for r in rows}
+
+    left, right = index(base), index(other)
+    changes = []
+    for key in left.keys() | right.keys():
+        (count_b, customers_b), (count_s, customers_s) = left.get(key, (0, 0)), right.get(key, (0, 0))
+        changes.append(DeviationChange(*key, count_b, count_s, customers_b, customers_s))
+    return sorted(changes, key=lambda c: (-abs(c.delta), c.persona, c.kind, c.step, c.touchpoint))
+
+
+def compare_friction(base: Iterable[Sequence[Any]], other: Iterable[Sequence[Any]]) -> list[FrictionChange]:
+    """Pair FRICTION_SQL rows by touchpoint; heaviest (in either scenario) first."""
+    empty = ("", "", 0, 0.0, 0)
+    left = {str(r[0]): r for r in base}
+    right = {str(r[0]): r for r in other}
+    changes = []
+    for touchpoint in left.keys() | right.keys():
+        b, s = left.get(touchpoint, empty), right.get(touchpoint, empty)
+        changes.append(
+            FrictionChange(
+                touchpoint, str(s[1] or b[1]), int(b[2]), int(s[2]), float(b[3]), float(s[3]),
+                int(b[4]), int(s[4]),
+            )
+        )  # fmt: skip
+    return sorted(changes, key=lambda c: (-max(c.base_weight, c.other_weight), c.touchpoint))
+
+
+def compare_alerts(base: Iterable[Sequence[Any]], other: Iterable[Sequence[Any]]) -> list[AlertChange]:
+    """Pair (touchpoint, alerts) rows by touchpoint."""
+    left = {str(r[0]): int(r[1]) for r in base}
+    right = {str(r[0]): int(r[1]) for r in other}
+    keys = sorted(left.keys() | right.keys(), key=lambda k: (-max(left.get(k, 0), right.get(k, 0)), k))
+    return [AlertChange(key, left.get(key, 0), right.get(key, 0)) for key in keys]
+
+
+def customer_changes(rows: Iterable[Sequence[Any]], base: str, other: str) -> list[CustomerChange]:
+    """Group CUSTOMER_SQL rows into one CustomerChange per customer, both sides in time order."""
+    grouped: dict[str, dict[str, list[InstanceView]]] = {}
+    for scenario, customer, instance, journey, status, cost, fitness, path, _, kinds in rows:
+        sides = grouped.setdefault(str(customer), {base: [], other: []})
+        view = InstanceView(
+            str(instance), str(journey), str(status), int(cost), float(fitness),
+            tuple(path), tuple(kinds or ()),
+        )  # fmt: skip
+        sides.setdefault(str(scenario), []).append(view)
+    return [
+        CustomerChange(customer, tuple(sides[base]), tuple(sides[other]))
+        for customer, sides in grouped.items()
+    ]
+
+
+def compare_figures(
+    base: ScenarioFigures,
+    other: ScenarioFigures,
+    instances: InstanceChanges,
+    tables: list[TableIdentity],
+    *,
+    alerts_table: bool,
+) -> Comparison:
+    """The comparison of two scenarios from what was read of each."""
+    return Comparison(
+        base=base.name,
+        other=other.name,
+        conformance=compare_conformance(base.conformance, other.conformance),
+        deviations=compare_deviations(base.deviations, other.deviations),
+        friction=compare_friction(base.friction, other.friction),
+        alerts=compare_alerts(base.alerts, other.alerts) if alerts_table else None,
+        instances=instances,
+        tables=tables,
+        quarantined=(base.quarantined, other.quarantined),
+    )
+
+
+# ---- reading the store ------------------------------------------------------------------------------
+
+
+def _alerts_sql(store: ClickHouseProjectionStore) -> str | None:
+    """How to count a scenario's alerts per touchpoint, if an alerts table is there."""
+    if "alerts" not in scenario_tables(store):
+        return None
+    _, rows = store.query(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts'"
+    )
+    columns = {str(row[0]) for row in rows}
+    touchpoint = "touchpoint" if "touchpoint" in columns else "''"
+    manual = " AND action != 'test'" if "action" in columns else ""  # test alerts are sent by hand
+    return f"SELECT {touchpoint}, count() FROM alerts WHERE scenario = {{scenario:String}}{manual} GROUP BY 1"
+
+
+def read_figures(store: ClickHouseProjectionStore, scenario: str, alerts_sql: str | None) -> ScenarioFigures:
+    """Everything compare needs of one scenario."""
+    params: dict[str, object] = {"scenario": scenario}
+    return ScenarioFigures(
+        name=scenario,
+        conformance=store.query(CONFORMANCE_SQL, params)[1],
+        deviations=store.query(DEVIATIONS_SQL, params)[1],
+        friction=store.query(FRICTION_SQL, params)[1],
+        alerts=store.query(alerts_sql, params)[1] if alerts_sql else [],
+        quarantined=int(store.scalar(QUARANTINED_SQL, params) or 0),
+    )
+
+
+def read_instance_changes(
+    store: ClickHouseProjectionStore, base: str, other: str, sample: int = SAMPLE_CUSTOMERS
+) -> InstanceChanges:
+    """Counts of changed instances and customers, status transitions, cost deltas and a sample."""
+    params: dict[str, object] = {"base": base, "other": other}
+    _, rows = store.query(INSTANCES_SQL, params)
+    (instances, status, up, down, only_base, only_other, changed, customers, gain) = rows[0]
+    result = InstanceChanges(
+        instances=int(instances),
+        customers=int(customers),
+        customers_changed=int(changed),
+        status_changed=int(status),
+        cost_up=int(up),
+        cost_down=int(down),
+        only_base=int(only_base),
+        only_other=int(only_other),
+        fitness_gain=float(gain or 0.0),
+    )
+    _, transitions = store.query(TRANSITIONS_SQL, params)
+    result.transitions = {(str(b), str(s)): int(n) for b, s, n in transitions}
+    _, deltas = store.query(COST_DELTAS_SQL, params)
+    result.cost_deltas = {int(delta): int(n) for delta, n in deltas}
+    if changed and sample:
+        _, picked = store.query(SAMPLE_SQL, {**params, "limit": sample})
+        customers_picked = [str(row[0]) for row in picked]
+        _, detail = store.query(CUSTOMER_SQL, {**params, "customers": customers_picked})
+        by_customer = {change.customer_id: change for change in customer_changes(detail, base, other)}
+        result.sample = [by_customer[c] for c in customers_picked if c in by_customer]
+    return result
+
+
+def read_table_identity(store: ClickHouseProjectionStore, base: str, other: str) -> list[TableIdentity]:
+    """Per projection table: rows in one scenario and not in the other (content, not versions)."""
+    out = []
+    for table in IDENTITY_TABLES:
+        columns = ", ".join(name for name in table.column_names if name not in IGNORED_COLUMNS)
+
+        def side(scenario: str, table_name: str = table.name, cols: str = columns) -> str:
+            return f"SELECT {cols} FROM {table_name} FINAL WHERE scenario = {{{scenario}:String}}"
+
+        sql = (
+            f"SELECT (SELECT count() FROM ({side('base')} EXCEPT ALL {side('other')})),"
+            f" (SELECT count() FROM ({side('other')} EXCEPT ALL {side('base')}))"
+        )
+        _, rows = store.query(sql, {"base": base, "other": other})
+        out.append(TableIdentity(table.name, int(rows[0][0]), int(rows[0][1])))
+    return out
+
+
+def compare_scenarios(
+    store: ClickHouseProjectionStore, base: str, other: str, sample: int = SAMPLE_CUSTOMERS
+) -> Comparison:
+    """Compare two stored scenarios; both must exist."""
+    check_name(base)
+    check_name(other)
+    known = {info.name for info in list_scenarios(store)}
+    for name in (base, other):
+        if name not in known:
+            msg = f"there is no scenario named '{name}'; `touchpath scenarios list` shows the ones stored"
+            raise ScenarioError(msg)
+    alerts_sql = _alerts_sql(store)
+    return compare_figures(
+        read_figures(store, base, alerts_sql),
+        read_figures(store, other, alerts_sql),
+        read_instance_changes(store, base, other, sample),
+        read_table_identity(store, base, other),
+        alerts_table=alerts_sql is not None,
+    )
+
+
+# ---- text ---------------------------------------------------------------------------------------------
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _signed(value: float, digits: int = 0) -> str:
+    return f"{value:+.{digits}f}" if digits else f"{value:+,.0f}"
+
+
+def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> str:
+    return f"\n{title}\n" + render_table(columns, [tuple(row) for row in rows])
+
+
+def render_text(comparison: Comparison, limit: int = 15) -> str:
+    """The comparison as plain-text sections for the terminal."""
+    c = comparison
+    i = c.instances
+    if not c.differences:
+        verdict = "no differences (every projection row identical, versions aside)"
+    elif i.customers_changed:
+        verdict = f"differs: {i.customers_changed:,} of {i.customers:,} customers change"
+    else:
+        verdict = "differs in rows only: no customer's journey status, cost or path changes (see below)"
+    out = [f"compare {c.base} -> {c.other}: {verdict}"]
+    conformance = [
+        (
+            ch.persona,
+            ch.journey,
+            ",".join(map(str, ch.base.versions)) + " -> " + ",".join(map(str, ch.other.versions)),
+            f"{ch.base.instances:,} -> {ch.other.instances:,}",
+            f"{_pct(ch.base.rate)} -> {_pct(ch.other.rate)}",
+            f"{ch.base.mean_fitness:.3f} -> {ch.other.mean_fitness:.3f}",
+        )
+        for ch in c.conformance
+    ]
+    columns = ["persona", "journey", "versions", "instances", "conformant", "mean fitness"]
+    out.append(_section("Conformance per persona and journey", columns, conformance))
+    moved = [d for d in c.deviations if d.status != "same"]
+    rows: list[tuple[Any, ...]]
+    if moved:
+        rows = [
+            (d.persona, d.kind, d.step or "-", d.touchpoint, d.base, d.other, _signed(d.delta), d.status)
+            for d in moved[:limit]
+        ]
+        columns = ["persona", "kind", "step", "touchpoint", "base", "scenario", "delta", "status"]
+        out.append(_section(f"Deviations that changed ({len(moved)}, largest first)", columns, rows))
+    friction = [f for f in c.friction if f.changed]
+    if friction:
+        rows = [
+            (
+                f.touchpoint,
+                f.owner_team,
+                f"{f.base_signals} -> {f.other_signals}",
+                f"{f.base_weight:.1f} -> {f.other_weight:.1f}",
+                _signed(f.other_weight - f.base_weight, 1),
+            )
+            for f in friction[:limit]
+        ]
+        columns = ["touchpoint", "team", "signals", "weight", "weight delta"]
+        out.append(_section("Friction by touchpoint (changed)", columns, rows))
+    if c.alerts is None:
+        out.append("\nAlerts: this store has no alerts table")
+    elif any(a.base or a.other for a in c.alerts):
+        rows = [(a.touchpoint, a.base, a.other) for a in c.alerts[:limit]]
+        out.append(_section("Alerts that would have fired", ["touchpoint", "base", "scenario"], rows))
+    out.append(
+        f"\nCustomers: {i.customers_changed:,} of {i.customers:,} change. Instances: {i.status_changed:,} "
+        f"change status, cost {i.cost_down:,} down and {i.cost_up:,} up, {i.only_base:,} only in "
+        f"{c.base}, {i.only_other:,} only in {c.other}"
+    )
+    for customer in i.sample[:5]:
+        out.append(f"  {customer.customer_id}")
+        for label, views in ((c.base, customer.base), (c.other, customer.other)):
+            for view in views:
+                flagged = f"  [{', '.join(view.deviations)}]" if view.deviations else ""
+                out.append(
+                    f"    {label:>14}: {view.status:<11} cost {view.cost}  {' > '.join(view.path)}{flagged}"
+                )
+    differing = [t for t in c.tables if t.only_base or t.only_other]
+    if differing:
+        counts = ", ".join(f"{t.table} -{t.only_base:,}/+{t.only_other:,}" for t in differing)
+        out.append(f"\nRows that differ (ignoring versions): {counts}")
+    else:
+        out.append("\nRows identical in every projection table (ignoring versions)")
+    if c.quarantined != (0, 0):
+        out.append(f"Quarantined input: {c.quarantined[0]:,} in {c.base}, {c.quarantined[1]:,} in {c.other}")
+    return "\n".join(out)

@@ -1,0 +1,321 @@
+"""CLI for redesigns: replay, compare, scenarios list/drop, journeys diff and bench replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from projections.journey_diff import diff_models, render_diff
+from projections.journeys import JourneyModel, parse_definitions
+from streams.cli import CommandGroups, open_store
+from streams.definitions import load_journeys
+from streams.scenarios import LIVE, check_name, drop_scenario, list_scenarios, run_record
+from streams.settings import Settings
+from streams.store import ClickHouseProjectionStore
+from streams.summary import render_table
+from streams.topics import TOUCHPOINTS
+
+if TYPE_CHECKING:
+    from streams.replay import WouldBeAlerts
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "journeys", None) is not None:
+        overrides["journeys"] = args.journeys
+    return Settings().model_copy(update=overrides)
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR, ./touchpath-data)"
+    )
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# HOOK(alerts): return the alerting recorder (streams/alerting.py) once it exists; it must only
+# write would-be alerts under the replay's scenario and never deliver them.
+def would_be_alerts() -> WouldBeAlerts:
+    """The recorder of alerts a replay would have raised (none until alerting lands)."""
+    from streams.replay import NoAlerts  # noqa: PLC0415 -- keeps `touchpath --help` light
+
+    return NoAlerts()
+
+
+# ---- replay --------------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """touchpath replay."""
+    from streams.replay import replay_from_clickhouse, replay_from_kafka, window_of  # noqa: PLC0415
+
+    settings = _settings(args)
+    model = load_journeys(args.journeys)
+    scenario = args.scenario
+    window = window_of(args.start, args.end)
+    with open_store(settings) as store:
+        if args.source == "kafka":
+            stats = replay_from_kafka(
+                store,
+                model,
+                scenario,
+                args.bootstrap or settings.kafka_bootstrap,
+                window,
+                topic=args.topic or settings.topic_prefix + TOUCHPOINTS,
+                alerts=would_be_alerts(),
+                journeys_file=str(args.journeys),
+            )
+        else:
+            stats = replay_from_clickhouse(
+                store,
+                model,
+                scenario,
+                window,
+                workers=args.workers,
+                alerts=would_be_alerts(),
+                journeys_file=str(args.journeys),
+            )
+    if stats.events == 0:
+        print(
+            "touchpath: note: no recorded events in that window (the live scenario's touchpoint_events "
+            "is empty there); the scenario is empty",
+            file=sys.stderr,
+        )
+    if args.json:
+        _print_json(stats.as_dict())
+    else:
+        print(
+            f"replayed {stats.events:,} events of {stats.customers:,} customers from {stats.source} into "
+            f"scenario '{scenario}' in {stats.seconds:.1f}s ({stats.events_per_s:,.0f} events/s); "
+            f"{stats.quarantined:,} refused by the new registry; {stats.alerts:,} would-be alerts recorded"
+        )
+        print(f"next: touchpath compare {LIVE} {scenario} --html compare-{scenario}.html")
+    return 0
+
+
+# ---- compare -------------------------------------------------------------------------------------
+
+
+def _scenario_model(
+    store: ClickHouseProjectionStore, scenario: str, fallback: Path
+) -> tuple[JourneyModel, str]:
+    """The definitions a scenario was made with (its run record), else the given journey file."""
+    record = run_record(store, scenario)
+    if record is not None:
+        return parse_definitions(record.definitions, f"<{scenario} run record>"), record.describe()
+    how = "production" if scenario == LIVE else "touchpath run"
+    return load_journeys(fallback), f"{how}, journeys from {fallback}"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """touchpath compare."""
+    from streams.compare import compare_scenarios, render_text  # noqa: PLC0415
+
+    settings = _settings(args)
+    check_name(args.base)
+    check_name(args.scenario)
+    with open_store(settings) as store:
+        comparison = compare_scenarios(store, args.base, args.scenario, sample=args.sample)
+        for name in (args.base, args.scenario):
+            record = run_record(store, name)
+            if record is not None and not record.complete:
+                print(
+                    f"touchpath: warning: the replay of '{name}' did not finish; its rows are partial. "
+                    f"Run the replay again before trusting this comparison.",
+                    file=sys.stderr,
+                )
+        if args.html is not None:
+            from streams.compare_report import write_compare_report  # noqa: PLC0415 -- plotly loads late
+
+            fallback = settings.journeys_path()
+            base_model, base_how = _scenario_model(store, args.base, fallback)
+            other_model, other_how = _scenario_model(store, args.scenario, fallback)
+            write_compare_report(
+                store,
+                comparison,
+                (base_model, other_model),
+                diff_models(base_model, other_model),
+                args.html,
+                sources=(base_how, other_how),
+            )
+    if args.json:
+        _print_json(comparison.as_dict())
+    else:
+        print(render_text(comparison))
+    if args.html is not None:
+        print(f"\nHTML report: {args.html}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+# ---- scenarios -------------------------------------------------------------------------------------
+
+
+def cmd_scenarios_list(args: argparse.Namespace) -> int:
+    """touchpath scenarios list."""
+    with open_store(_settings(args)) as store:
+        scenarios = list_scenarios(store)
+    if args.json:
+        _print_json([info.as_dict() for info in scenarios])
+        return 0
+    if not scenarios:
+        print("no scenarios stored yet (touchpath run writes 'live'; touchpath replay writes others)")
+        return 0
+    rows = [
+        (
+            info.name,
+            f"{info.events:,}",
+            f"{info.customers:,}",
+            f"{info.instances:,}",
+            "" if info.conformant_pct is None else f"{info.conformant_pct}%",
+            ", ".join(info.journeys),
+            f"{info.replayed_at:%Y-%m-%d %H:%M}" if info.replayed_at else "",
+            info.source,
+        )
+        for info in scenarios
+    ]
+    columns = [
+        "scenario",
+        "events",
+        "customers",
+        "instances",
+        "conformant",
+        "journeys",
+        "replayed",
+        "made by",
+    ]
+    print(render_table(columns, rows))
+    return 0
+
+
+def cmd_scenarios_drop(args: argparse.Namespace) -> int:
+    """touchpath scenarios drop."""
+    with open_store(_settings(args)) as store:
+        tables = drop_scenario(store, args.name)
+    print(f"dropped scenario '{args.name}' from {len(tables)} tables: {', '.join(tables)}")
+    return 0
+
+
+# ---- journeys diff ---------------------------------------------------------------------------------
+
+
+def cmd_journeys_diff(args: argparse.Namespace) -> int:
+    """touchpath journeys diff."""
+    old, new = load_journeys(args.old), load_journeys(args.new)
+    diff = diff_models(old, new)
+    if args.json:
+        _print_json([change.as_dict() for change in diff.changes])
+    else:
+        print(f"--- {args.old}\n+++ {args.new}")
+        print(render_diff(diff, old, new))
+    return 0
+
+
+# ---- bench replay ----------------------------------------------------------------------------------
+
+
+def cmd_bench_replay(args: argparse.Namespace) -> int:
+    """touchpath bench replay."""
+    from streams.replay_bench import bench_replay  # noqa: PLC0415
+
+    model = load_journeys(_settings(args).journeys_path())
+    with tempfile.TemporaryDirectory(prefix="touchpath-bench-replay-") as tmp:
+        store = ClickHouseProjectionStore.embedded(Path(tmp))
+        try:
+            store.create_schema()
+            figures = bench_replay(store, model, args.events, workers=args.workers)
+        finally:
+            store.close()
+    if args.json:
+        _print_json(figures)
+    else:
+        for key, value in figures.items():
+            print(f"{key:34s} {value:,.1f}" if isinstance(value, float) else f"{key:34s} {value}")
+    return 0
+
+
+# ---- registration ----------------------------------------------------------------------------------
+
+
+def register(groups: CommandGroups) -> None:
+    """Add replay, compare, scenarios, journeys diff and bench replay to the CLI."""
+    replay = groups.top.add_parser(
+        "replay",
+        help="re-run recorded history against (redesigned) journeys into a named scenario",
+        description="Re-run the journey engine over recorded history — each customer's events in "
+        "event-time order — with the given journey definitions, and write the results under "
+        "scenario NAME (replacing what NAME held; 'live' is never written). From ClickHouse it "
+        "reads touchpoint_events of the live scenario; from Kafka a time range of the touchpoints "
+        "topic (no consumer group, stops at the end offsets seen at start). A replay never sends "
+        "alerts: the ones it would have raised are recorded in the scenario only.",
+    )
+    replay.add_argument("--journeys", type=Path, required=True, help="journey definitions to replay with")
+    replay.add_argument("--scenario", required=True, help="scenario name, e.g. checkout-v2 (not live)")
+    replay.add_argument(
+        "--from", dest="start", metavar="T", help="first event time, e.g. 2026-01-05 or RFC 3339"
+    )
+    replay.add_argument("--to", dest="end", metavar="T", help="events before this time (exclusive)")
+    replay.add_argument("--source", choices=["clickhouse", "kafka"], default="clickhouse")
+    replay.add_argument("--workers", type=int, help="engine processes (default: one per core; 0: in-process)")
+    replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: TOUCHPATH_KAFKA_BOOTSTRAP)")
+    replay.add_argument("--topic", help="Kafka topic (default: TOUCHPATH_TOPIC_PREFIX + touchpoints)")
+    replay.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _data_dir(replay)
+    replay.set_defaults(handler=cmd_replay)
+
+    compare = groups.top.add_parser(
+        "compare",
+        help="what a scenario says differently from another (e.g. live vs a replayed redesign)",
+        description="Per persona and journey: conformance and mean fitness; deviations that appear or "
+        "disappear by kind, step and touchpoint; friction by touchpoint; alerts; customers whose "
+        "journey status or cost changes (counts and a sample with their paths); row-level identity. "
+        "Replaying live history with the live definitions reports no differences.",
+    )
+    compare.add_argument("base", help="the scenario to compare against, usually live")
+    compare.add_argument("scenario", help="the scenario to compare")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument("--html", type=Path, metavar="FILE", help="also write an offline HTML report")
+    compare.add_argument("--sample", type=int, default=12, help="changed customers to show (default 12)")
+    compare.add_argument(
+        "--journeys",
+        type=Path,
+        help="definitions of scenarios that were not replayed, e.g. live (default: TOUCHPATH_JOURNEYS)",
+    )
+    _data_dir(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+    scenarios = groups.top.add_parser("scenarios", help="list or drop stored scenarios")
+    scenarios_sub = scenarios.add_subparsers(dest="scenarios_command", required=True, metavar="ACTION")
+    listing = scenarios_sub.add_parser("list", help="every stored scenario with its size and how it was made")
+    listing.add_argument("--json", action="store_true")
+    _data_dir(listing)
+    listing.set_defaults(handler=cmd_scenarios_list)
+    drop = scenarios_sub.add_parser("drop", help="delete a scenario's rows from every table (never live)")
+    drop.add_argument("name")
+    _data_dir(drop)
+    drop.set_defaults(handler=cmd_scenarios_drop)
+
+    diff = groups.journeys.add_parser(
+        "diff", help="what changed between two journey files (steps, optional, budgets, alternatives)"
+    )
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(handler=cmd_journeys_diff)
+
+    bench = groups.bench.add_parser(
+        "replay", help="replay speed from ClickHouse on simulated history (events/s, end to end)"
+    )
+    bench.add_argument("--events", type=int, default=1_000_000)
+    bench.add_argument("--workers", type=int, help="engine processes (default: one per core)")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--journeys", type=Path, help="journey definitions (default: TOUCHPATH_JOURNEYS)")
+    bench.set_defaults(handler=cmd_bench_replay)

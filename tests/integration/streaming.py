@@ -1,0 +1,174 @@
+"""Helpers for streaming tests: produce a JSONL file to Kafka, run workers, read projections."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.store import ClickHouseProjectionStore
+from streams.topics import TopicNames, TopicPlan, ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def produce_lines(bootstrap: str, names: TopicNames, lines: list[bytes], partitions: int = 4) -> int:
+    """Send lines to the touchpoints topic keyed by customer_id (as the SDK does)."""
+    ensure_topics(bootstrap, TopicPlan(partitions=partitions), names=names)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
+    for line in lines:
+        try:
+            key = str(orjson.loads(line).get("customer_id") or "?").encode()
+        except orjson.JSONDecodeError:
+            key = b"?"
+        producer.send(names.touchpoints, key=key, value=line)
+    producer.flush()
+    producer.close()
+    return len(lines)
+
+
+class WorkerProcess:
+    """`touchpath worker` in a subprocess with its own topics prefix, app id and data dir."""
+
+    def __init__(self, bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4) -> None:
+        self.port = free_port()
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.env = {
+            **os.environ,
+            "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
+            "TOUCHPATH_TOPIC_PREFIX": prefix,
+            "TOUCHPATH_APP_ID": f"{prefix}touchpath",
+            "TOUCHPATH_DATA_DIR": str(data_dir),
+            "TOUCHPATH_PARTITIONS": str(partitions),
+            "TOUCHPATH_WEB_PORT": str(self.port),
+            "TOUCHPATH_LOG_LEVEL": "warning",
+            "TOUCHPATH_SESSION_TIMEOUT_S": "8",  # a killed worker's partitions move on quickly
+        }
+        self.log_path = data_dir.parent / f"{prefix}worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the worker process (logs go to a file beside the data dir)."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=REPO, stdout=log, stderr=log
+        )
+
+    def health(self) -> dict[str, Any] | None:
+        """The worker's /health answer, or None while it is not serving."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                body: dict[str, Any] = json.loads(answer.read())
+                return body
+        except OSError:
+            return None
+
+    def committed_everything(self) -> bool:
+        """Whether the worker's consumer group has committed every input message.
+
+        Derived topics are checked through /health (processed offsets): Faust's commit of them can
+        stay behind what was processed and acknowledged; a restart then re-reads and re-inserts
+        rows, which the projections collapse.
+        """
+        names = TopicNames.with_prefix(self.prefix)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            group = self.env["TOUCHPATH_APP_ID"]
+            committed = admin.list_group_offsets(group).get(group, {})
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in (names.touchpoints,)
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            ends = consumer.end_offsets(partitions)
+        finally:
+            admin.close()
+            consumer.close()
+        return all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in partitions
+        )
+
+    def wait_idle(self, events: int, timeout: float = 240.0) -> dict[str, Any]:
+        """Wait until the worker has read `events` input messages, has no lag and has committed
+        every input and derived message, three polls in a row."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            last = self.health()
+            if (
+                last is not None
+                and last["events_in"] >= events
+                and last["lag"] == 0  # -1: not ready
+                and self.committed_everything()
+            ):
+                quiet += 1
+                if quiet >= 3:
+                    return last
+            else:
+                quiet = 0
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.tail()}")
+            time.sleep(1.0)
+        raise AssertionError(f"worker not idle after {timeout} s: {last}\n{self.tail()}")
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        """SIGTERM and wait; kill -9 if it does not stop."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self) -> str:
+        """The end of the worker's log."""
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+
+def projection_content(data_dir: Path) -> dict[str, Any]:
+    """What a user would compare: the live projections without row versions."""
+    store = ClickHouseProjectionStore.embedded(data_dir)
+    try:
+        queries = {
+            "instances": "SELECT instance_id, customer_id, persona, journey_id, status, end_reason, path, "
+            "path_event_ids, cost, fitness FROM journey_instances FINAL ORDER BY instance_id",
+            "deviations": "SELECT instance_id, idx, kind, step, touchpoint, event_ids, cost "
+            "FROM deviations FINAL ORDER BY instance_id, idx",
+            "friction": "SELECT instance_id, idx, signal_id, touchpoint, kind, weight "
+            "FROM friction_signals FINAL ORDER BY instance_id, idx",
+            "support": "SELECT support_event_id, upstream_touchpoint, rule FROM support_attribution FINAL "
+            "ORDER BY support_event_id",
+            "events": "SELECT count(), uniqExact(event_id) FROM touchpoint_events FINAL",
+            "event_rows_written": "SELECT count() FROM touchpoint_events",
+            "bad": "SELECT reason, count() FROM bad_events FINAL GROUP BY reason ORDER BY reason",
+        }
+        return {name: store.query(sql)[1] for name, sql in queries.items()}
+    finally:
+        store.close()
