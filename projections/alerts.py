@@ -17,16 +17,17 @@ import orjson
 from projections import schema
 from projections.durations import format_duration
 from projections.journeys import AlertRule, AlertSettings, JourneyModel
+from projections.signals import SUPPORT_CHANNEL
 
 DAY = 86_400_000
 NEVER = -(2**62)
 FORMAT = 1
 CUSTOMER_EXAMPLES = 5
 EVENT_EXAMPLES = 10
-SUPPORT_CHANNEL = "support"
 FRICTION_RATE = "friction_rate"
 CONTACT_VOLUME = "contact_volume"
 MAX_SIGMA = 37.0  # the normal quantile of the smallest double; beyond it every tail is "certain"
+_NO_BASELINE = 1e9  # ratio when the baseline never saw this kind: any spike is "infinitely" more
 _NORMAL = NormalDist()
 
 
@@ -762,9 +763,6 @@ def _verdict(
         trigger, affected, signals, traffic, rate, base_rate, traffic * base_rate, expected_affected,
         ratio, poisson_sigma(affected, expected_affected), base.traffic >= settings.min_baseline_volume,
     )  # fmt: skip
-
-
-_NO_BASELINE = 1e9  # ratio when the baseline never saw this kind: any spike is "infinitely" more
 
 
 def _baseline(state: TouchpointWindowState, config: DetectorConfig, start: int, end: int) -> _Baseline:

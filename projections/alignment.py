@@ -133,9 +133,14 @@ def deviations_of(
     out_of_order deviation (the pair of edits), not a missing step plus an unexpected step.
     """
     steps = journey.steps
-    matched_steps = {move.step for move in moves if move.op in (Op.MATCH, Op.REPEAT)}
-    skipped_required = {move.step for move in moves if move.op is Op.SKIP and move.cost > 0}
-    skipped_optional = {move.step for move in moves if move.op is Op.SKIP and move.cost == 0}
+    matched_steps: set[int] = set()
+    skipped_required: set[int] = set()
+    skipped_optional: set[int] = set()
+    for move in moves:
+        if move.op is Op.SKIP:
+            (skipped_required if move.cost else skipped_optional).add(move.step)
+        elif move.op is not Op.INSERT:
+            matched_steps.add(move.step)
     paired: set[int] = set()  # skipped required steps explained by an out-of-order event
     out: list[tuple[int, int, Deviation]] = []
     last_match_ts: int | None = None

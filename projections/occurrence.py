@@ -21,11 +21,11 @@ class Occurrence(NamedTuple):
     survey_score: int | None
 
 
-def occurrence_of(event: TouchpointEvent) -> Occurrence:
-    """The engine record of a validated event."""
+def occurrence_of(event: TouchpointEvent, ts: int | None = None) -> Occurrence:
+    """The engine record of a validated event (ts: its occurred_ms, when already computed)."""
     survey = event.survey
     return Occurrence(
-        event.occurred_ms,
+        event.occurred_ms if ts is None else ts,
         event.event_id,
         event.touchpoint,
         event.channel,

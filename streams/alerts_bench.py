@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from projections.alerts import AlertAction, AlertEvent, DetectorConfig, detector_config, encode_state
+from projections.alerts import (
+    AlertAction,
+    AlertEvent,
+    DetectorConfig,
+    describe_settings,
+    detector_config,
+    encode_state,
+)
 from projections.engine import JourneyEngine, RowBatch
 from projections.journeys import JourneyModel
 from streams.alerting import EmbeddedAlerting
@@ -175,6 +182,7 @@ def bench_alerts(
     return {
         "customers": customers,
         "days": days,
+        "settings": describe_settings(config),
         "window_minutes": window // MINUTE,
         "events_with_incidents": lines,
         "events_control": control_lines,
@@ -228,6 +236,7 @@ def render(figures: dict[str, Any]) -> str:
     lines = [
         f"simulated {figures['customers']:,} customers × {figures['days']} days, "
         f"{figures['window_minutes']}-minute windows ({figures['seconds']} s)",
+        f"settings: {figures['settings']}",
         f"incidents detected / injected        {figures['incidents_detected']} / "
         f"{figures['incidents_injected']}",
         f"detection delay, windows (max, mean) {figures['detection_delay_windows_max']}, "

@@ -25,7 +25,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # error or 5xx/408/429; it will be retried
     REJECTED = "rejected"  # the receiver refused it (another 4xx or a redirect): not retried
     GAVE_UP = "gave_up"  # the last allowed attempt failed
-    UNSENT = "unsent"  # the process stopped before it could be (re)tried; a re-run sends it
+    UNSENT = "unsent"  # the process stopped before it could be (re)tried
     DROPPED = "dropped"  # the delivery queue was full
 
 

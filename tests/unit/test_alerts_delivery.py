@@ -83,7 +83,7 @@ def test_submit_returns_while_a_destination_hangs() -> None:
 
 
 def test_jobs_still_waiting_when_delivery_stops_are_recorded_as_unsent() -> None:
-    """Stopping with retries pending leaves an `unsent` record (a re-run sends them), not a silent loss."""
+    """Stopping with retries pending leaves an `unsent` record, not a silent loss."""
     slow = RetryPolicy(attempts=3, first_delay=60.0, timeout=1.0)
     tried = threading.Event()
     delivery = WebhookDelivery(slow, post=Receiver(503), on_attempt=lambda _: tried.set())
