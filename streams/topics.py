@@ -14,6 +14,7 @@ TOUCHPOINTS = "touchpoints"  # input; key = customer_id
 BAD = "touchpoints.bad"  # quarantine: original bytes, typed reason, source offset
 JOURNEY_EVENTS = "touchpath.journey-events"  # derived: steps, deviations, friction, corrections
 ALERTS = "touchpath.alerts"  # friction spike alerts, key = touchpoint
+FRICTION_BY_TOUCHPOINT = "touchpath.friction-by-touchpoint"  # internal: detector input, key = touchpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +25,18 @@ class TopicNames:
     bad: str = BAD
     journey_events: str = JOURNEY_EVENTS
     alerts: str = ALERTS
+    friction_by_touchpoint: str = FRICTION_BY_TOUCHPOINT
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
         """Names with a prefix, e.g. 'staging.' -> 'staging.touchpoints'."""
-        return cls(*(prefix + name for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS)))
+        return cls(
+            *(prefix + name for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS, FRICTION_BY_TOUCHPOINT))
+        )
 
     def all(self) -> tuple[str, ...]:
         """Every topic name."""
-        return (self.touchpoints, self.bad, self.journey_events, self.alerts)
+        return (self.touchpoints, self.bad, self.journey_events, self.alerts, self.friction_by_touchpoint)
 
 
 @dataclass(frozen=True, slots=True)

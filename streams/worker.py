@@ -22,6 +22,7 @@ from streams import topics
 from streams.settings import Settings
 from streams.sink import Delivered, ProjectionSink, bad_headers, encode_update
 from streams.store import ClickHouseProjectionStore, StoreError
+from streams.worker_alerts import install_alerting
 
 log = structlog.get_logger("touchpath.worker")
 
@@ -218,6 +219,7 @@ def create_app(
             await publish_and_persist()
 
     app.timer(interval=TICK_SECONDS)(tick)
+    install_alerting(app, model, store, names, settings.partitions)
 
     def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rescan["needed"] = True
@@ -235,6 +237,7 @@ def create_app(
             "duplicates": metrics.duplicates,
             "sink_rows": metrics.sink_rows,
             "lag": lag,
+            "assigned": _assigned(app, names.touchpoints),
             "latency_ms_p50": _quantile(metrics.latencies, 0.5),
             "latency_ms_p99": _quantile(metrics.latencies, 0.99),
             "latency_samples": len(metrics.latencies),
@@ -307,6 +310,14 @@ async def _lag(app: Any, metrics: WorkerMetrics, names: topics.TopicNames) -> in
                 done = _committed(app, tp)
             total += max(0, int(high) - done)
     return total
+
+
+def _assigned(app: Any, topic: str) -> int:
+    """How many partitions of the input topic this worker owns now."""
+    try:
+        return sum(1 for tp in app.consumer.assignment() if tp.topic == topic)
+    except Exception:  # consumer not started yet
+        return 0
 
 
 def _committed(app: Any, tp: Any) -> int:

@@ -46,12 +46,22 @@ def install_alerting(
     """Add the re-key agent, the per-touchpoint detector agent (state in a changelog-backed table),
     and a timer that lets quiet touchpoints resolve and writes delivery attempts."""
     config = detector_config(model)
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     derived = app.topic(names.journey_events, partitions=partitions, **raw)
     by_touchpoint = app.topic(names.friction_by_touchpoint, partitions=partitions, **raw)
     alerts_topic = app.topic(names.alerts, partitions=partitions, **raw)
     table = app.Table(
-        "alert-state", default=None, partitions=partitions, use_partitioner=True, key_type=bytes, value_type=bytes
+        "alert-state",
+        default=None,
+        partitions=partitions,
+        use_partitioner=True,
+        key_type=bytes,
+        value_type=bytes,
     )
     delivery = WebhookDelivery()
     delivered = delivered_before(store, SCENARIO)
@@ -137,7 +147,9 @@ def install_alerting(
     app.timer(interval=2.0)(tick)
 
 
-async def _insert(store: ClickHouseProjectionStore, table: schema.Table, rows: list[tuple[object, ...]]) -> None:
+async def _insert(
+    store: ClickHouseProjectionStore, table: schema.Table, rows: list[tuple[object, ...]]
+) -> None:
     loop = asyncio.get_running_loop()
     delay = 0.5
     while True:
