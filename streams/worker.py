@@ -179,7 +179,6 @@ def create_app(
                 for event in batch:
                     message = event.message
                     metrics.events_in += 1
-                    metrics.processed[(message.topic, message.partition)] = message.offset + 1
                     decoded = check_event(event.value)
                     if isinstance(decoded, Rejection):
                         engine.count_bad()
@@ -197,6 +196,10 @@ def create_app(
                     if rejection is not None:
                         await _quarantine(bad_topic, event.value, rejection, message, metrics)
                 await publish_and_persist()
+                for event in batch:  # processed = its derived rows are in Kafka
+                    metrics.processed[(event.message.topic, event.message.partition)] = (
+                        event.message.offset + 1
+                    )
 
     async def run_sink(stream: Any) -> None:
         async for batch in stream.take_events(SINK_BATCH, within=0.5):
@@ -204,9 +207,9 @@ def create_app(
                 Delivered(e.message.topic, e.message.partition, e.message.offset, e.value, _headers(e))
                 for e in batch
             ]
-            for e in batch:
-                metrics.processed[(e.message.topic, e.message.partition)] = e.message.offset + 1
             await _write_until_done(sink, delivered, metrics)
+            for e in batch:  # processed = its rows are in ClickHouse (what /health's lag means)
+                metrics.processed[(e.message.topic, e.message.partition)] = e.message.offset + 1
 
     app.agent(derived, name="sink-journey-events", concurrency=1)(run_sink)
     app.agent(bad_topic, name="sink-quarantine", concurrency=1)(run_sink)
@@ -219,7 +222,9 @@ def create_app(
             await publish_and_persist()
 
     app.timer(interval=TICK_SECONDS)(tick)
-    install_alerting(app, model, store, names, settings.partitions)
+    if settings.stream_alerts:
+        # Not yet verified end to end on the broker (see streams/worker_alerts.py): opt-in for now.
+        install_alerting(app, model, store, names, settings.partitions)
 
     def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rescan["needed"] = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -12,7 +11,6 @@ import structlog
 from projections import schema
 from projections.alerts import (
     AlertEvent,
-    Observation,
     advance,
     alert_row,
     decode_observation,
@@ -82,20 +80,22 @@ def install_alerting(
     async def detect(stream: Any) -> None:
         async for batch in stream.take_events(500, within=1.0):
             async with lock:
-                grouped: dict[str, list[Observation]] = defaultdict(list)
-                for event in batch:
-                    observation = decode_observation(event.value)
-                    grouped[observation.touchpoint].append(observation)
-                    clock["watermark"] = max(clock["watermark"], observation.ts)
-                states = {}
+                observations = sorted(
+                    (decode_observation(event.value) for event in batch), key=lambda o: (o.ts, o.kind.value)
+                )
+                states: dict[str, Any] = {}
                 alerts: list[AlertEvent] = []
-                for touchpoint, observations in sorted(grouped.items()):
-                    stored = table.get(touchpoint.encode())
-                    state = decode_state(stored) if stored is not None else new_state(touchpoint)
-                    for observation in sorted(observations, key=lambda o: (o.ts, o.kind.value)):
-                        state, raised = observe(state, observation, clock["watermark"], config)
-                        alerts.extend(raised)
+                for observation in observations:
+                    touchpoint = observation.touchpoint
+                    state = states.get(touchpoint)
+                    if state is None:
+                        stored = table.get(touchpoint.encode())
+                        state = decode_state(stored) if stored is not None else new_state(touchpoint)
+                    # Each touchpoint's clock follows its own observations in event-time order.
+                    state, raised = observe(state, observation, observation.ts, config)
                     states[touchpoint] = state
+                    alerts.extend(raised)
+                    clock["watermark"] = max(clock["watermark"], observation.ts)
                 await publish(alerts)
                 for touchpoint, state in states.items():
                     table[touchpoint.encode()] = encode_state(state)
@@ -127,8 +127,11 @@ def install_alerting(
         async with lock:
             alerts: list[AlertEvent] = []
             changed = {}
+            # Quiet touchpoints are judged against the other touchpoints' progress, held back by the
+            # detector's lateness so partitions that lag a little still count.
+            now = clock["watermark"] - config.settings.lateness
             for key, stored in list(table.items()):
-                state, raised = advance(decode_state(stored), clock["watermark"], config)
+                state, raised = advance(decode_state(stored), now, config)
                 if raised:
                     alerts.extend(raised)
                     changed[key] = state

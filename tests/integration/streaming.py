@@ -47,7 +47,14 @@ def produce_lines(bootstrap: str, names: TopicNames, lines: list[bytes], partiti
 class WorkerProcess:
     """`touchpath worker` in a subprocess with its own topics prefix, app id and data dir."""
 
-    def __init__(self, bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        data_dir: Path,
+        partitions: int = 4,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.bootstrap = bootstrap
         self.prefix = prefix
@@ -62,6 +69,7 @@ class WorkerProcess:
             "TOUCHPATH_WEB_PORT": str(self.port),
             "TOUCHPATH_LOG_LEVEL": "warning",
             "TOUCHPATH_SESSION_TIMEOUT_S": "8",  # a killed worker's partitions move on quickly
+            **(extra_env or {}),
         }
         self.log_path = data_dir.parent / f"{prefix}worker.log"
         self.process: subprocess.Popen[bytes] | None = None
