@@ -147,7 +147,7 @@ class WouldBeAlerts(Protocol):
 
 
 class NoAlerts:
-    """Records no alerts: the default until alerting provides a WouldBeAlerts recorder."""
+    """Records no alerts (library callers that pass no recorder; the CLI passes the real one)."""
 
     def record(self, store: ClickHouseProjectionStore, model: JourneyModel, scenario: str) -> int:
         """Nothing to record."""

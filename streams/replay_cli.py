@@ -42,13 +42,12 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-# HOOK(alerts): return the alerting recorder (streams/alerting.py) once it exists; it must only
-# write would-be alerts under the replay's scenario and never deliver them.
 def would_be_alerts() -> WouldBeAlerts:
-    """The recorder of alerts a replay would have raised (none until alerting lands)."""
-    from streams.replay import NoAlerts  # noqa: PLC0415 -- keeps `touchpath --help` light
+    """The recorder of alerts a replay would have raised: written under the replay's scenario from
+    its stored rows, never delivered."""
+    from streams.alerting import WouldBeAlertRecorder  # noqa: PLC0415 -- keeps `touchpath --help` light
 
-    return NoAlerts()
+    return WouldBeAlertRecorder()
 
 
 # ---- replay --------------------------------------------------------------------------------------

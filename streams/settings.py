@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     state_store: str = "memory://"  # Faust table store: memory:// (changelog replay) or rocksdb://
     web_host: str | None = None  # worker's /health and /metrics bind address (default 127.0.0.1)
     web_port: int = 6066
-    # Friction spike detection inside the worker (experimental; the embedded runner has it on).
-    stream_alerts: bool = False
+    # Friction spike detection inside the worker (TOUCHPATH_STREAM_ALERTS=0 turns it off).
+    stream_alerts: bool = True
     # How long Kafka waits for a silent worker before handing its partitions to others.
     session_timeout_s: float = 30.0
     ingest_keys: SecretStr = SecretStr("")  # "key_id:secret,key_id2:secret2": who may POST /v1/events

@@ -36,6 +36,13 @@ def encode_update(update: CustomerUpdate, scenario: str, source_ts: Sequence[int
     )
 
 
+def encode_progress(partition: int, stream_time: int) -> bytes:
+    """One `progress` message: the input partition's event time has reached stream_time (events
+    later than this on that partition are late). Sent to the derived partition of the same number,
+    behind that partition's journey updates, so a consumer knows what it has seen everything of."""
+    return orjson.dumps({"type": "progress", "partition": partition, "stream_time": stream_time})
+
+
 def bad_headers(rejection: Rejection, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
     """Kafka headers of a quarantined message: the typed reason and where it came from."""
     return [
@@ -128,6 +135,8 @@ class ProjectionSink:
             yield schema.BAD_EVENTS.name, [row]
             return
         update: dict[str, Any] = orjson.loads(message.value)
+        if update.get("type") != "journey_update":
+            return  # progress markers carry no rows
         source_ts.extend(update.get("source_ts", ()))
         for table, rows in update["rows"].items():
             yield table, [tuple(row) for row in rows]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from events.errors import TouchpathError
 
@@ -76,3 +77,8 @@ def ensure_topics(
                 admin.create_topics(wanted)
     finally:
         admin.close()
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as every client) gives a keyed record."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

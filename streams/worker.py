@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -19,8 +19,9 @@ from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from projections.state_codec import decode_state, encode_state
 from streams import topics
+from streams.gapfill import Incoming, offsets_key, read_range
 from streams.settings import Settings
-from streams.sink import Delivered, ProjectionSink, bad_headers, encode_update
+from streams.sink import Delivered, ProjectionSink, bad_headers, encode_progress, encode_update
 from streams.store import ClickHouseProjectionStore, StoreError
 from streams.worker_alerts import install_alerting
 
@@ -29,6 +30,7 @@ log = structlog.get_logger("touchpath.worker")
 JOURNEY_BATCH = 500
 SINK_BATCH = 2_000
 TICK_SECONDS = 1.0
+PROGRESS_REPEAT_S = 15.0
 
 
 class TableStates(MutableMapping[str, CustomerState]):
@@ -42,6 +44,8 @@ class TableStates(MutableMapping[str, CustomerState]):
         self.table = table
         self.model = model
         self.cache: dict[str, CustomerState] = {}
+        # Outboxes of loaded records, to publish before their records are overwritten.
+        self.unsent: dict[str, bytes] = {}
 
     def __getitem__(self, customer_id: str) -> CustomerState:
         state = self.cache.get(customer_id)
@@ -49,7 +53,10 @@ class TableStates(MutableMapping[str, CustomerState]):
             raw = self.table.get(customer_id.encode())
             if raw is None:
                 raise KeyError(customer_id)
-            state = self.cache[customer_id] = decode_state(raw, self.model)
+            encoded, outbox = unpack_record(raw)
+            state = self.cache[customer_id] = decode_state(encoded, self.model)
+            if outbox:
+                self.unsent[customer_id] = outbox
         return state
 
     def __setitem__(self, customer_id: str, state: CustomerState) -> None:
@@ -64,14 +71,48 @@ class TableStates(MutableMapping[str, CustomerState]):
     def __len__(self) -> int:
         return len(self.cache)
 
-    def persist(self, state: CustomerState) -> None:
-        """Write one state to the table (and so to its changelog topic)."""
-        self.table[state.customer_id.encode()] = encode_state(state)
+    def persist(self, state: CustomerState, outbox: bytes = b"") -> Awaitable[Any]:
+        """Write one state, with the derived message it is about to publish (its outbox), to the
+        table; the returned future resolves once the broker has the changelog record.
 
-    def recovered(self) -> Iterator[CustomerState]:
-        """Every state held by the table for this worker's partitions."""
-        for _, raw in self.table.items():
-            yield decode_state(raw, self.model)
+        State first, then the message: a crash in between leaves a state that knows its rows and an
+        outbox that recovery publishes again (rows are versioned, so a second copy collapses). The
+        other order loses track of published rows: after a restart the events are re-folded in other
+        batches, and a deviation or signal published before the crash is never retracted.
+
+        Same two steps as `table[key] = value`, but keeping the changelog future: Faust's own
+        producer flush gives up after 0.1 s without progress, so an offset commit could otherwise
+        overtake a changelog record still in Faust's buffer.
+        """
+        key, value = state.customer_id.encode(), pack_record(encode_state(state), outbox)
+        future = self.table.send_changelog(None, key, value)  # None: the producer's partitioner
+        self.table.data[key] = value
+        return cast(Awaitable[Any], future)
+
+    def recovered(self) -> Iterator[tuple[CustomerState, bytes]]:
+        """Every state held by the table for this worker's partitions, with its outbox."""
+        for key, raw in self.table.items():
+            if key[:1] == b"\x00":
+                continue  # the worker's own bookkeeping (next offsets), not a customer
+            encoded, outbox = unpack_record(raw)
+            yield decode_state(encoded, self.model), outbox
+
+
+_RECORD = b"\x01"  # format of a journey-state table value: 1 + len(state) (4 bytes) + state + outbox
+
+
+def pack_record(state: bytes, outbox: bytes) -> bytes:
+    """A table value: the encoded state and the derived message not yet known to be published."""
+    return _RECORD + len(state).to_bytes(4, "big") + state + outbox
+
+
+def unpack_record(raw: bytes) -> tuple[bytes, bytes]:
+    """(encoded state, outbox) of a table value."""
+    if raw[:1] != _RECORD:
+        msg = f"unknown journey-state record format {raw[:1]!r}"
+        raise ValueError(msg)
+    size = int.from_bytes(raw[1:5], "big")
+    return raw[5 : 5 + size], raw[5 + size :]
 
 
 @dataclass(slots=True)
@@ -88,6 +129,8 @@ class WorkerMetrics:
     # Event-to-row latency (ms): Kafka timestamp of the input record to its rows being inserted.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
     processed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per TP
+    gaps_filled: int = 0  # input records Faust skipped and the worker read back
+    redelivered: int = 0  # input records delivered again (already folded): skipped
 
 
 def create_app(
@@ -147,54 +190,138 @@ def create_app(
 
     async def publish_and_persist() -> None:
         updates = engine.drain_updates()
+        if states.unsent:
+            # Loaded records whose message a crash may have kept from the topic: publish it before
+            # the new record (with its own outbox) replaces it.
+            for customer_id, outbox in states.unsent.items():
+                await derived.send(key=customer_id.encode(), value=outbox)
+            await app.producer.flush()
+            states.unsent.clear()
+        messages = []
         for update in updates:
             stamps = source_ts.pop(update.customer_id, ())
-            value = encode_update(update, engine.scenario, stamps)
-            await derived.send(key=update.customer_id.encode(), value=value)
+            messages.append(encode_update(update, engine.scenario, stamps))
         source_ts.clear()
-        # Durable downstream first, then the state: a crash in between replays the events, and the
-        # engine re-derives the same rows (same versions), which the projections collapse.
+        # State (with its outbox) durable first, then the derived messages; the batch's events are
+        # acked (so their offsets committable) only after this returns.
+        written = [states.persist(u.state, m) for u, m in zip(updates, messages, strict=True)]
+        for partition, offset in next_offset.items():
+            key, value = offsets_key(partition, settings.partitions), str(offset).encode()
+            if table.data.get(key) != value:
+                written.append(cast(Awaitable[Any], table.send_changelog(None, key, value)))
+                table.data[key] = value
+        if written:
+            await asyncio.gather(*written)
+        for update, message in zip(updates, messages, strict=True):
+            await derived.send(key=update.customer_id.encode(), value=message)
         await app.producer.flush()
-        for update in updates:
-            states.persist(update.state)
         metrics.updates_out += len(updates)
 
-    def refresh_after_rebalance() -> None:
+    async def republish_outboxes(pending: list[tuple[CustomerState, bytes]]) -> None:
+        # Messages a crash may have kept from the derived topic: publish again, then clear them.
+        for state, outbox in pending:
+            await derived.send(key=state.customer_id.encode(), value=outbox)
+        await app.producer.flush()
+        cleared = [states.persist(state) for state, _ in pending]
+        if cleared:
+            await asyncio.gather(*cleared)
+        if pending:
+            log.info("worker.outboxes_republished", customers=len(pending))
+
+    async def refresh_after_rebalance() -> None:
         # After start or a rebalance (with the lock held, between batches): drop cached states of
-        # partitions that may have moved, and reload open instances from the table so timeouts
-        # fire for customers this process has not seen since it started.
+        # partitions that may have moved, reload open instances from the table so timeouts fire for
+        # customers this process has not seen since it started, and republish pending outboxes.
         if not rescan["needed"] or app.rebalancing or app.in_recovery:
             return
         engine.forget_cached()
         states.cache.clear()
-        for state in states.recovered():
+        states.unsent.clear()  # the records are read again below
+        partition_time.clear()
+        next_offset.clear()
+        pending = []
+        for state, outbox in states.recovered():
             engine.schedule(state)
+            # A partition's progress is the latest stream time of its customers' states; without
+            # it a restarted worker would accept events the uninterrupted run rejects as too late.
+            partition = topics.partition_for(state.customer_id.encode(), settings.partitions)
+            known = partition_time.get(partition, state.stream_time)
+            partition_time[partition] = max(known, state.stream_time)
+            if outbox:
+                pending.append((state, outbox))
+        await republish_outboxes(pending)
         rescan["needed"] = False
+
+    next_offset: dict[int, int] = {}  # per input partition: the next offset to fold (durable)
+
+    def expected_offset(partition: int) -> int | None:
+        if partition not in next_offset:
+            stored = table.get(offsets_key(partition, settings.partitions))
+            if stored is None:
+                return None
+            next_offset[partition] = int(stored)
+        return next_offset[partition]
+
+    async def fold(record: Incoming) -> None:
+        metrics.events_in += 1
+        decoded = check_event(record.value)
+        if isinstance(decoded, Rejection):
+            engine.count_bad()
+            await _quarantine(bad_topic, record, decoded, metrics)
+            return
+        before = engine.counters.duplicates
+        # A customer's events all come from one partition: lateness is measured against that
+        # partition's progress, not against faster partitions.
+        occurred = decoded.occurred_ms
+        stream_time = max(partition_time.get(record.partition, occurred), occurred)
+        partition_time[record.partition] = stream_time
+        rejection = engine.accept(decoded, stream_time)
+        source_ts.setdefault(decoded.customer_id, []).append(record.timestamp_ms)
+        metrics.duplicates += engine.counters.duplicates - before
+        if rejection is not None:
+            await _quarantine(bad_topic, record, rejection, metrics)
+
+    async def fill_gap(partition: int, start: int, end: int) -> None:
+        # Faust can hand a stream a later offset than the next one after a rebalance, and then
+        # commit past the ones it skipped (faust-streaming issues on rebalance races). The next
+        # offset to fold is durable, so a skip is seen and the records are read back here; if
+        # Faust delivers them later after all, they are below the next offset and skipped.
+        log.warning("worker.offsets_skipped", partition=partition, first=start, last=end - 1)
+        loop = asyncio.get_running_loop()
+        records = await loop.run_in_executor(
+            None, read_range, settings.kafka_bootstrap, names.touchpoints, partition, start, end
+        )
+        for record in records:
+            await fold(record)
+        metrics.gaps_filled += len(records)
 
     @app.agent(source, concurrency=1)
     async def journeys(stream: Any) -> None:
         async for batch in stream.take_events(JOURNEY_BATCH, within=0.2):
             async with lock:
-                refresh_after_rebalance()
+                await refresh_after_rebalance()
                 for event in batch:
                     message = event.message
-                    metrics.events_in += 1
-                    decoded = check_event(event.value)
-                    if isinstance(decoded, Rejection):
-                        engine.count_bad()
-                        await _quarantine(bad_topic, event.value, decoded, message, metrics)
+                    partition, offset = message.partition, message.offset
+                    # Fold each input offset exactly once, in order: Faust re-delivers from its
+                    # committed offset after a restart (behind what the states hold), and after a
+                    # rebalance it can deliver a prefetched later offset first, or skip some.
+                    expected = expected_offset(partition)
+                    if expected is not None and offset < expected:
+                        metrics.redelivered += 1
                         continue
-                    before = engine.counters.duplicates
-                    # A customer's events all come from one partition: lateness is measured against
-                    # that partition's progress, not against faster partitions.
-                    occurred = decoded.occurred_ms
-                    stream_time = max(partition_time.get(message.partition, occurred), occurred)
-                    partition_time[message.partition] = stream_time
-                    rejection = engine.accept(decoded, stream_time)
-                    source_ts.setdefault(decoded.customer_id, []).append(int(message.timestamp * 1000))
-                    metrics.duplicates += engine.counters.duplicates - before
-                    if rejection is not None:
-                        await _quarantine(bad_topic, event.value, rejection, message, metrics)
+                    if expected is not None and offset > expected:
+                        await fill_gap(partition, expected, offset)
+                    record = Incoming(
+                        message.topic,
+                        partition,
+                        offset,
+                        message.key,
+                        event.value,
+                        int(message.timestamp * 1000),
+                    )
+                    await fold(record)
+                    next_offset[partition] = max(next_offset.get(partition, 0), offset + 1)
                 await publish_and_persist()
                 for event in batch:  # processed = its derived rows are in Kafka
                     metrics.processed[(event.message.topic, event.message.partition)] = (
@@ -214,16 +341,41 @@ def create_app(
     app.agent(derived, name="sink-journey-events", concurrency=1)(run_sink)
     app.agent(bad_topic, name="sink-quarantine", concurrency=1)(run_sink)
 
+    progress_sent: dict[int, tuple[int, float]] = {}  # partition -> (time reported, when)
+
+    async def send_progress() -> None:
+        # Every input partition's event time, into the derived partition of the same number (behind
+        # its updates), when it moved and every PROGRESS_REPEAT_S (for consumers that restarted). A
+        # partition with nothing left to read is idle: it reports the latest time of any partition,
+        # so a quiet partition does not hold back consumers' watermarks.
+        try:
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic == names.touchpoints]
+            highwaters = await app.consumer.highwaters(*assigned) if assigned else {}
+        except Exception:  # consumer not ready: next tick
+            return
+        latest = max(partition_time.values(), default=None)
+        now = time.monotonic()
+        for tp in assigned:
+            done = metrics.processed.get((tp.topic, tp.partition), _committed(app, tp))
+            idle = done >= int(highwaters.get(tp, 0))
+            reported = latest if idle else partition_time.get(tp.partition)
+            if reported is None:
+                continue
+            sent, at = progress_sent.get(tp.partition, (None, 0.0))
+            if reported != sent or now - at >= PROGRESS_REPEAT_S:
+                await derived.send(value=encode_progress(tp.partition, reported), partition=tp.partition)
+                progress_sent[tp.partition] = (reported, now)
+
     async def tick() -> None:
         if app.rebalancing or app.in_recovery:
             return
         async with lock:
-            refresh_after_rebalance()
+            await refresh_after_rebalance()
             await publish_and_persist()
+            await send_progress()
 
     app.timer(interval=TICK_SECONDS)(tick)
     if settings.stream_alerts:
-        # Not yet verified end to end on the broker (see streams/worker_alerts.py): opt-in for now.
         install_alerting(app, model, store, names, settings.partitions)
 
     def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -240,6 +392,8 @@ def create_app(
             "events_in": metrics.events_in,
             "bad": metrics.bad,
             "duplicates": metrics.duplicates,
+            "gaps_filled": metrics.gaps_filled,
+            "redelivered": metrics.redelivered,
             "sink_rows": metrics.sink_rows,
             "lag": lag,
             "assigned": _assigned(app, names.touchpoints),
@@ -257,14 +411,12 @@ def create_app(
     return app
 
 
-async def _quarantine(
-    bad_topic: Any, raw: bytes, rejection: Rejection, message: Any, metrics: WorkerMetrics
-) -> None:
+async def _quarantine(bad_topic: Any, record: Incoming, rejection: Rejection, metrics: WorkerMetrics) -> None:
     metrics.bad += 1
     await bad_topic.send(
-        key=message.key,
-        value=raw,
-        headers=bad_headers(rejection, message.topic, message.partition, message.offset),
+        key=record.key,
+        value=record.value,
+        headers=bad_headers(rejection, record.topic, record.partition, record.offset),
     )
 
 
@@ -350,6 +502,8 @@ def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
         f"touchpath_bad_events_total {metrics.bad}",
         "# TYPE touchpath_duplicate_events_total counter",
         f"touchpath_duplicate_events_total {metrics.duplicates}",
+        "# TYPE touchpath_input_gap_records_total counter",
+        f"touchpath_input_gap_records_total {metrics.gaps_filled}",
         "# TYPE touchpath_sink_rows_total counter",
         f"touchpath_sink_rows_total {metrics.sink_rows}",
         "# TYPE touchpath_sink_errors_total counter",

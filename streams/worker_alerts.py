@@ -9,25 +9,21 @@ import orjson
 import structlog
 
 from projections import schema
+from projections.alert_holdback import HeldDetector, decode_record, encode_record
 from projections.alerts import (
     AlertEvent,
-    advance,
     alert_row,
     decode_observation,
-    decode_state,
     detector_config,
     encode_observation,
-    encode_state,
-    new_state,
     observations_of,
-    observe,
     slack_payload,
 )
 from projections.journeys import JourneyModel
 from streams.alerting import attempt_row, delivered_before, destination_id
-from streams.delivery import DeliveryJob, Outcome, WebhookDelivery
+from streams.delivery import DeliveryJob, WebhookDelivery
 from streams.store import ClickHouseProjectionStore, StoreError
-from streams.topics import TopicNames
+from streams.topics import TopicNames, partition_for
 
 log = structlog.get_logger("touchpath.worker.alerts")
 
@@ -41,8 +37,8 @@ def install_alerting(
     names: TopicNames,
     partitions: int,
 ) -> None:
-    """Add the re-key agent, the per-touchpoint detector agent (state in a changelog-backed table),
-    and a timer that lets quiet touchpoints resolve and writes delivery attempts."""
+    """Add the re-key agent, the per-touchpoint detector agent (records in a changelog-backed table)
+    and a timer that writes delivery attempts."""
     config = detector_config(model)
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -53,6 +49,8 @@ def install_alerting(
     derived = app.topic(names.journey_events, partitions=partitions, **raw)
     by_touchpoint = app.topic(names.friction_by_touchpoint, partitions=partitions, **raw)
     alerts_topic = app.topic(names.alerts, partitions=partitions, **raw)
+    # Keyed by touchpoint with the producer's partitioner: a touchpoint's record lives in the same
+    # partition number as its re-keyed observations.
     table = app.Table(
         "alert-state",
         default=None,
@@ -64,45 +62,96 @@ def install_alerting(
     delivery = WebhookDelivery()
     delivered = delivered_before(store, SCENARIO)
     lock = asyncio.Lock()
-    clock = {"watermark": -(2**62)}
+    detectors: dict[int, HeldDetector] = {}  # per re-keyed partition, rebuilt after a rebalance
+    reload = {"needed": False}
 
     async def rekey(stream: Any) -> None:
         # Each touchpoint's counts must live in one place: send every observation to the partition
-        # of its touchpoint (the journey agent's partitions are by customer).
+        # of its touchpoint (the journey agent's partitions are by customer). Progress markers go to
+        # every partition, behind the observations sent before them.
         async for batch in stream.take_events(2_000, within=0.5):
             for event in batch:
-                update = orjson.loads(event.value)
-                for observation in observations_of(update["rows"], config):
-                    await by_touchpoint.send(
-                        key=observation.touchpoint.encode(), value=encode_observation(observation)
-                    )
+                message = orjson.loads(event.value)
+                kind = message.get("type")
+                if kind == "progress":
+                    marker = orjson.dumps({"source": message["partition"], "time": message["stream_time"]})
+                    for partition in range(partitions):
+                        await by_touchpoint.send(value=marker, partition=partition)
+                elif kind == "journey_update":
+                    for observation in observations_of(message["rows"], config):
+                        await by_touchpoint.send(
+                            key=observation.touchpoint.encode(), value=encode_observation(observation)
+                        )
+
+    async def detector_for(partition: int) -> HeldDetector:
+        if reload["needed"]:
+            detectors.clear()
+            reload["needed"] = False
+        held = detectors.get(partition)
+        if held is None:
+            held = detectors[partition] = HeldDetector(config, partitions)
+            unpublished = []
+            for key, value in list(table.items()):
+                if partition_for(key, partitions) != partition:
+                    continue
+                record = decode_record(value)
+                if config.rule(record.state.touchpoint) is None:
+                    continue
+                held.restore(record)
+                unpublished.extend(record.outbox)
+            # Alerts raised and kept just before a crash: publish again (same ids, so the table
+            # collapses them and delivery skips what was delivered).
+            await publish(unpublished)
+        return held
 
     async def detect(stream: Any) -> None:
-        async for batch in stream.take_events(500, within=1.0):
+        async for batch in stream.take_events(1_000, within=0.5):
             async with lock:
-                observations = sorted(
-                    (decode_observation(event.value) for event in batch), key=lambda o: (o.ts, o.kind.value)
-                )
-                states: dict[str, Any] = {}
+                offered: dict[int, set[str]] = {}  # per partition: touchpoints given observations
+                for event in batch:
+                    partition = event.message.partition
+                    held = await detector_for(partition)
+                    touchpoints = offered.setdefault(partition, set())
+                    if event.value[:1] == b"{":
+                        marker = orjson.loads(event.value)
+                        held.advance_source(int(marker["source"]), int(marker["time"]))
+                        continue
+                    observation = decode_observation(event.value)
+                    if held.offer(observation, event.message.offset):
+                        touchpoints.add(observation.touchpoint)
                 alerts: list[AlertEvent] = []
-                for observation in observations:
-                    touchpoint = observation.touchpoint
-                    state = states.get(touchpoint)
-                    if state is None:
-                        stored = table.get(touchpoint.encode())
-                        state = decode_state(stored) if stored is not None else new_state(touchpoint)
-                    # Each touchpoint's clock follows its own observations in event-time order.
-                    state, raised = observe(state, observation, observation.ts, config)
-                    states[touchpoint] = state
+                written = []
+                for partition, touchpoints in sorted(offered.items()):
+                    held = detectors[partition]
+                    raised, changed = held.release()
                     alerts.extend(raised)
-                    clock["watermark"] = max(clock["watermark"], observation.ts)
+                    # What was offered is kept too (held observations are in the records): the
+                    # batch's offsets are committed after this.
+                    changed |= touchpoints | {alert.touchpoint for alert in raised}
+                    for touchpoint in changed:
+                        outbox = [alert for alert in raised if alert.touchpoint == touchpoint]
+                        value = encode_record(held.record(touchpoint, outbox))
+                        future = table.send_changelog(None, touchpoint.encode(), value)
+                        table.data[touchpoint.encode()] = value
+                        written.append(future)
+                # Records (with their alerts as outbox) durable first, then the alerts go out, then
+                # the outboxes are emptied (a crash in between publishes again: same alert ids).
+                if written:
+                    await asyncio.gather(*written)
                 await publish(alerts)
-                for touchpoint, state in states.items():
-                    table[touchpoint.encode()] = encode_state(state)
+                cleared = []
+                for partition, touchpoint in sorted(
+                    {(partition_for(a.touchpoint.encode(), partitions), a.touchpoint) for a in alerts}
+                ):
+                    value = encode_record(detectors[partition].record(touchpoint, []))
+                    cleared.append(table.send_changelog(None, touchpoint.encode(), value))
+                    table.data[touchpoint.encode()] = value
+                if cleared:
+                    await asyncio.gather(*cleared)
 
     async def publish(alerts: list[AlertEvent]) -> None:
-        """Topic and table first (ids are deterministic, so a replay after a crash repeats the
-        same alert, which the table collapses and delivery skips), then the webhooks."""
+        """Topic and table, then the webhooks. Alert ids are deterministic: an alert published again
+        after a crash collapses in the table and is not delivered twice."""
         if not alerts:
             return
         for alert in alerts:
@@ -118,36 +167,24 @@ def install_alerting(
                 continue
             payload = orjson.dumps(slack_payload(alert, SCENARIO))
             for destination in team.destinations:
-                if (alert.alert_id, destination_id(destination.webhook)) not in delivered:
+                key = (alert.alert_id, destination_id(destination.webhook))
+                if key not in delivered:
+                    delivered.add(key)  # submitted: a re-publish must not send it again
                     delivery.submit(DeliveryJob(alert.alert_id, team.id, destination.webhook, payload))
 
-    async def tick() -> None:
-        if app.rebalancing or app.in_recovery:
-            return
-        async with lock:
-            alerts: list[AlertEvent] = []
-            changed = {}
-            # Quiet touchpoints are judged against the other touchpoints' progress, held back by the
-            # detector's lateness so partitions that lag a little still count.
-            now = clock["watermark"] - config.settings.lateness
-            for key, stored in list(table.items()):
-                state, raised = advance(decode_state(stored), now, config)
-                if raised:
-                    alerts.extend(raised)
-                    changed[key] = state
-            await publish(alerts)
-            for key, state in changed.items():
-                table[key] = encode_state(state)
+    async def record_attempts() -> None:
         attempts = delivery.take_attempts()
-        for attempt in attempts:
-            if attempt.outcome is Outcome.DELIVERED:
-                delivered.add((attempt.job.alert_id, destination_id(attempt.job.url)))
         if attempts:
             await _insert(store, schema.ALERT_DELIVERIES, [attempt_row(a, SCENARIO) for a in attempts])
 
+    def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        reload["needed"] = True
+
+    app.on_partitions_revoked.connect(on_rebalance)
+    app.on_partitions_assigned.connect(on_rebalance)
     app.agent(derived, name="alerts-rekey", concurrency=1)(rekey)
     app.agent(by_touchpoint, name="alerts-detect", concurrency=1)(detect)
-    app.timer(interval=2.0)(tick)
+    app.timer(interval=2.0)(record_attempts)
 
 
 async def _insert(

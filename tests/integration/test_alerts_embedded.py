@@ -199,3 +199,30 @@ def test_a_replayed_history_records_the_same_alerts_and_sends_nothing(
     assert recorded == 2
     assert rows == [("open", "web.checkout"), ("resolve", "web.checkout")]
     assert receiver.bodies == []
+
+
+def test_touchpath_replay_records_would_be_alerts_under_its_scenario_and_sends_nothing(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`touchpath replay` with the live journeys records the live incident again, as would-be alerts of
+    its scenario; the live alerts stay as they were and the webhook gets nothing more."""
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(journeys_with_webhook(receiver.url))
+    source = spike_input(tmp_path / "events.jsonl")
+    data_dir = tmp_path / "data"
+    common = ["--data-dir", str(data_dir), "--journeys", str(journeys)]
+    assert main(["run", "--input", str(source), *common]) == 0
+    assert len(receiver.bodies) == 2
+    capsys.readouterr()
+    assert main(["replay", "--scenario", "again", "--workers", "0", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["would_be_alerts"] == 2
+    rows = _query(
+        data_dir, "SELECT scenario, action, touchpoint FROM alerts FINAL ORDER BY scenario, detected_at"
+    )
+    assert rows == [
+        ("again", "open", "web.checkout"),
+        ("again", "resolve", "web.checkout"),
+        ("live", "open", "web.checkout"),
+        ("live", "resolve", "web.checkout"),
+    ]
+    assert len(receiver.bodies) == 2

@@ -10,6 +10,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_broker import create_topic
 
+from streams.topics import partition_for
+
 pytestmark = pytest.mark.kafka
 
 MESSAGES = 1_000
@@ -73,6 +75,11 @@ def test_keyed_messages_arrive_once_and_keys_stick_to_a_partition(kafka_bootstra
         partitions_of_key[key].add(partition)
         seqs_of_key[key].append(seq)
     assert {key: parts for key, parts in partitions_of_key.items() if len(parts) > 1} == {}
+    # The worker rebuilds each partition's progress from customer ids: it must place a key where
+    # the producer's partitioner did.
+    assert {key: partition_for(key.encode(), PARTITIONS) for key in partitions_of_key} == {
+        key: next(iter(parts)) for key, parts in partitions_of_key.items()
+    }
     assert len(partitions_of_key) == KEYS
     # Keys really were spread out; otherwise the per-key check above proves little.
     assert set().union(*partitions_of_key.values()) == set(range(PARTITIONS))
