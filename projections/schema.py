@@ -255,6 +255,20 @@ ALERT_STATE = Table(
     versioned=True,
 )
 
+SINK_PROGRESS = Table(
+    "sink_progress",
+    (
+        ("scenario", "LowCardinality(String)"),  # live: only the streaming worker writes it
+        ("consumer", "LowCardinality(String)"),  # the worker group (TOUCHPATH_APP_ID)
+        ("topic", "LowCardinality(String)"),
+        ("partition", "UInt32"),
+        ("next_offset", "UInt64"),  # every message before it is in the tables above
+        *VERSION,
+    ),
+    ("scenario", "consumer", "topic", "partition"),
+    versioned=True,
+)
+
 TABLES = (
     TOUCHPOINT_EVENTS,
     JOURNEY_INSTANCES,
@@ -267,4 +281,5 @@ TABLES = (
     ALERT_DELIVERIES,
     ALERT_STATE,
     JOURNEY_STATE,
+    SINK_PROGRESS,
 )

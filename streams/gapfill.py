@@ -20,6 +20,7 @@ class Incoming:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class GapError(RuntimeError):
@@ -46,10 +47,13 @@ def read_range(
                 raise GapError(msg)
             for records in consumer.poll(timeout_ms=500).values():
                 out.extend(
-                    Incoming(topic, partition, r.offset, r.key, r.value, int(r.timestamp))
+                    Incoming(
+                        topic, partition, r.offset, r.key, r.value, int(r.timestamp),
+                        tuple((str(k), bytes(v)) for k, v in (r.headers or ())),
+                    )
                     for r in records
                     if start <= r.offset < end
-                )
+                )  # fmt: skip
     finally:
         consumer.close()
     return out

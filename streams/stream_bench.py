@@ -62,7 +62,10 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float | None 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=512 * 1024)
     started = time.perf_counter()
     for count, line in enumerate(lines):
-        key = str(orjson.loads(line).get("customer_id") or "?").encode()
+        try:
+            key = str(orjson.loads(line).get("customer_id") or "?").encode()
+        except orjson.JSONDecodeError:  # the simulator corrupts a few lines on purpose
+            key = b"?"
         producer.send(topic, key=key, value=line)
         if rate is not None:
             ahead = count / rate - (time.perf_counter() - started)

@@ -14,6 +14,7 @@ import structlog
 
 from events.codec import check_event
 from events.errors import Rejection
+from projections import schema
 from projections.customer import CustomerState
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
@@ -328,13 +329,40 @@ def create_app(
                         event.message.offset + 1
                     )
 
+    sink_next: dict[tuple[str, int], int] = {}  # per derived/bad partition: next offset to write
+    sink_loaded = {"done": False}
+
+    async def sink_expected(topic: str, partition: int) -> int | None:
+        if not sink_loaded["done"]:
+            loop = asyncio.get_running_loop()
+            stored = await loop.run_in_executor(None, _sink_progress, store, settings.app_id)
+            for key, offset in stored.items():  # the other sink agent may be ahead of the table
+                sink_next[key] = max(sink_next.get(key, offset), offset)
+            sink_loaded["done"] = True
+        return sink_next.get((topic, partition))
+
     async def run_sink(stream: Any) -> None:
         async for batch in stream.take_events(SINK_BATCH, within=0.5):
-            delivered = [
-                Delivered(e.message.topic, e.message.partition, e.message.offset, e.value, _headers(e))
-                for e in batch
-            ]
-            await _write_until_done(sink, delivered, metrics)
+            delivered: list[Delivered] = []
+            for e in batch:
+                message = e.message
+                topic, partition, offset = message.topic, message.partition, message.offset
+                # Same rule as the journey agent: each offset written once and none skipped (the
+                # next offset per partition is in sink_progress, written after the rows).
+                expected = await sink_expected(topic, partition)
+                if expected is not None and offset < expected:
+                    metrics.redelivered += 1
+                    continue
+                if expected is not None and offset > expected:
+                    missed = await _read_back(settings.kafka_bootstrap, topic, partition, expected, offset)
+                    delivered.extend(missed)
+                    metrics.gaps_filled += len(missed)
+                delivered.append(Delivered(topic, partition, offset, e.value, _headers(e)))
+                sink_next[(topic, partition)] = offset + 1
+            if delivered:
+                await _write_until_done(sink, delivered, metrics)
+                progress = {(d.topic, d.partition): sink_next[(d.topic, d.partition)] for d in delivered}
+                await _insert_progress(store, settings.app_id, progress)
             for e in batch:  # processed = its rows are in ClickHouse (what /health's lag means)
                 metrics.processed[(e.message.topic, e.message.partition)] = e.message.offset + 1
 
@@ -380,6 +408,7 @@ def create_app(
 
     def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rescan["needed"] = True
+        sink_loaded["done"] = False  # partitions may have been written by another worker meanwhile
 
     app.on_partitions_revoked.connect(on_rebalance)
     app.on_partitions_assigned.connect(on_rebalance)
@@ -418,6 +447,42 @@ async def _quarantine(bad_topic: Any, record: Incoming, rejection: Rejection, me
         value=record.value,
         headers=bad_headers(rejection, record.topic, record.partition, record.offset),
     )
+
+
+def _sink_progress(store: ClickHouseProjectionStore, consumer: str) -> dict[tuple[str, int], int]:
+    _, rows = store.query(
+        "SELECT topic, partition, next_offset FROM sink_progress FINAL "
+        "WHERE scenario = 'live' AND consumer = {consumer:String}",
+        {"consumer": consumer},
+    )
+    return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
+
+
+async def _insert_progress(
+    store: ClickHouseProjectionStore, consumer: str, progress: dict[tuple[str, int], int]
+) -> None:
+    rows = [
+        ("live", consumer, topic, partition, offset, offset, 0)
+        for (topic, partition), offset in sorted(progress.items())
+    ]
+    delay = 0.5
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(None, store.insert_rows, schema.SINK_PROGRESS, rows)
+            return
+        except StoreError as error:
+            log.warning("sink.progress_failed", error=str(error), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _read_back(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Delivered]:
+    """Messages Faust skipped, read back with a plain consumer (see streams/gapfill.py)."""
+    log.warning("sink.offsets_skipped", topic=topic, partition=partition, first=start, last=end - 1)
+    loop = asyncio.get_running_loop()
+    records = await loop.run_in_executor(None, read_range, bootstrap, topic, partition, start, end)
+    return [Delivered(r.topic, r.partition, r.offset, r.value, dict(r.headers)) for r in records]
 
 
 def _headers(event: Any) -> dict[str, bytes]:
