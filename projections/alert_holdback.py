@@ -60,13 +60,16 @@ class HeldDetector:
             self.pending[touchpoint] = list(record.pending)
         self.applied[touchpoint] = record.applied
 
-    def offer(self, observation: Observation, offset: int) -> bool:
-        """Hold an observation read at `offset`; False when it was folded before (a re-delivery)."""
-        touchpoint = observation.touchpoint
+    def offer(self, observations: list[Observation], offset: int) -> bool:
+        """Hold the observations of one touchpoint read in one message at `offset`; False when
+        that message was folded before (a re-delivery)."""
+        if not observations:
+            return False
+        touchpoint = observations[0].touchpoint
         if offset <= self.applied.get(touchpoint, -1):
             return False
         self.applied[touchpoint] = offset
-        self.pending.setdefault(touchpoint, []).append(observation)
+        self.pending.setdefault(touchpoint, []).extend(observations)
         return True
 
     def advance_source(self, source: int, time: int) -> None:
@@ -126,6 +129,16 @@ def encode_record(record: TouchpointRecord) -> bytes:
             [encode_alert(alert) for alert in record.outbox],
         ]
     )
+
+
+def encode_observations(observations: list[Observation]) -> bytes:
+    """One re-keyed message: a touchpoint's observations from one batch of journey updates."""
+    return orjson.dumps([orjson.Fragment(encode_observation(observation)) for observation in observations])
+
+
+def decode_observations(raw: bytes) -> list[Observation]:
+    """The observations of encode_observations' bytes."""
+    return [decode_observation(orjson.dumps(item)) for item in orjson.loads(raw)]
 
 
 def decode_record(raw: bytes) -> TouchpointRecord:

@@ -28,7 +28,7 @@ from streams.worker_alerts import install_alerting
 
 log = structlog.get_logger("touchpath.worker")
 
-JOURNEY_BATCH = 500
+JOURNEY_BATCH = 2_000
 SINK_BATCH = 2_000
 TICK_SECONDS = 1.0
 PROGRESS_REPEAT_S = 15.0

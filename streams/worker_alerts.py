@@ -9,13 +9,18 @@ import orjson
 import structlog
 
 from projections import schema
-from projections.alert_holdback import HeldDetector, decode_record, encode_record
+from projections.alert_holdback import (
+    HeldDetector,
+    decode_observations,
+    decode_record,
+    encode_observations,
+    encode_record,
+)
 from projections.alerts import (
     AlertEvent,
+    Observation,
     alert_row,
-    decode_observation,
     detector_config,
-    encode_observation,
     observations_of,
     slack_payload,
 )
@@ -67,21 +72,29 @@ def install_alerting(
 
     async def rekey(stream: Any) -> None:
         # Each touchpoint's counts must live in one place: send every observation to the partition
-        # of its touchpoint (the journey agent's partitions are by customer). Progress markers go to
-        # every partition, behind the observations sent before them.
+        # of its touchpoint (the journey agent's partitions are by customer), one message per
+        # touchpoint and run of updates rather than per observation. Progress markers go to every
+        # partition, behind the observations of the updates before them.
+        grouped: dict[str, list[Observation]] = {}
+
+        async def flush() -> None:
+            for touchpoint, observations in grouped.items():
+                await by_touchpoint.send(key=touchpoint.encode(), value=encode_observations(observations))
+            grouped.clear()
+
         async for batch in stream.take_events(2_000, within=0.5):
             for event in batch:
                 message = orjson.loads(event.value)
                 kind = message.get("type")
                 if kind == "progress":
+                    await flush()
                     marker = orjson.dumps({"source": message["partition"], "time": message["stream_time"]})
                     for partition in range(partitions):
                         await by_touchpoint.send(value=marker, partition=partition)
                 elif kind == "journey_update":
                     for observation in observations_of(message["rows"], config):
-                        await by_touchpoint.send(
-                            key=observation.touchpoint.encode(), value=encode_observation(observation)
-                        )
+                        grouped.setdefault(observation.touchpoint, []).append(observation)
+            await flush()
 
     async def detector_for(partition: int) -> HeldDetector:
         if reload["needed"]:
@@ -116,9 +129,9 @@ def install_alerting(
                         marker = orjson.loads(event.value)
                         held.advance_source(int(marker["source"]), int(marker["time"]))
                         continue
-                    observation = decode_observation(event.value)
-                    if held.offer(observation, event.message.offset):
-                        touchpoints.add(observation.touchpoint)
+                    observations = decode_observations(event.value)
+                    if held.offer(observations, event.message.offset):
+                        touchpoints.add(observations[0].touchpoint)
                 alerts: list[AlertEvent] = []
                 written = []
                 for partition, touchpoints in sorted(offered.items()):

@@ -39,7 +39,7 @@ def _skewed(held: HeldDetector, parts: list[list[Observation]], lead: int) -> li
     for source, chunk in _rounds(parts, lead):
         for observation in chunk:
             offset += 1
-            held.offer(observation, offset)
+            held.offer([observation], offset)
         # An exhausted source is idle: it reports the latest time.
         held.advance_source(source, chunk[-1].ts if chunk else T0 + 10**9)
         raised, _ = held.release()
@@ -73,7 +73,7 @@ def test_nothing_is_released_until_every_source_has_reported(model: JourneyModel
     held = HeldDetector(detector_config(model), SOURCES)
     story = spike_story()
     for offset, observation in enumerate(story[:50]):
-        held.offer(observation, offset)
+        held.offer([observation], offset)
     for source in range(SOURCES - 1):
         held.advance_source(source, story[49].ts)
     assert held.release() == ([], set())
@@ -92,7 +92,7 @@ def test_a_restart_mid_incident_from_the_kept_record_repeats_no_alert(model: Jou
     first = HeldDetector(config, 1)
     before: list[AlertEvent] = []
     for offset, observation in enumerate(story[:cut]):
-        first.offer(observation, offset)
+        first.offer([observation], offset)
         first.advance_source(0, observation.ts - 1)  # the newest observation stays held
         before.extend(first.release()[0])
     assert [alert.action for alert in before] == [AlertAction.OPEN]
@@ -107,7 +107,7 @@ def test_a_restart_mid_incident_from_the_kept_record_repeats_no_alert(model: Jou
     second.restore(restored_record)
     after: list[AlertEvent] = []
     for offset, observation in enumerate(story):  # everything delivered again from offset 0
-        second.offer(observation, offset)
+        second.offer([observation], offset)
         second.advance_source(0, observation.ts)
         after.extend(second.release()[0])
     second.advance_source(0, T0 + 10**9)
