@@ -126,6 +126,9 @@ class WorkerMetrics:
     updates_out: int = 0
     sink_rows: int = 0
     sink_errors: int = 0
+    # The last ClickHouse error while it persists (cleared by the next successful insert): the
+    # sink retries forever and Faust feeds every topic through one loop, so the worker stalls.
+    store_error: str | None = None
     insert_seconds: list[float] = field(default_factory=list)
     # Event-to-row latency (ms): Kafka timestamp of the input record to its rows being inserted.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
@@ -362,7 +365,7 @@ def create_app(
             if delivered:
                 await _write_until_done(sink, delivered, metrics)
                 progress = {(d.topic, d.partition): sink_next[(d.topic, d.partition)] for d in delivered}
-                await _insert_progress(store, settings.app_id, progress)
+                await _insert_progress(store, settings.app_id, progress, metrics)
             for e in batch:  # processed = its rows are in ClickHouse (what /health's lag means)
                 metrics.processed[(e.message.topic, e.message.partition)] = e.message.offset + 1
 
@@ -417,7 +420,8 @@ def create_app(
     async def health(web: Any, request: Any) -> Any:
         lag = await _lag(app, metrics, names)
         body = {
-            "status": "ok" if not app.rebalancing else "rebalancing",
+            "status": worker_status(metrics, rebalancing=bool(app.rebalancing)),
+            "store_error": metrics.store_error,
             "events_in": metrics.events_in,
             "bad": metrics.bad,
             "duplicates": metrics.duplicates,
@@ -459,7 +463,10 @@ def _sink_progress(store: ClickHouseProjectionStore, consumer: str) -> dict[tupl
 
 
 async def _insert_progress(
-    store: ClickHouseProjectionStore, consumer: str, progress: dict[tuple[str, int], int]
+    store: ClickHouseProjectionStore,
+    consumer: str,
+    progress: dict[tuple[str, int], int],
+    metrics: WorkerMetrics,
 ) -> None:
     rows = [
         ("live", consumer, topic, partition, offset, offset, 0)
@@ -470,8 +477,11 @@ async def _insert_progress(
     while True:
         try:
             await loop.run_in_executor(None, store.insert_rows, schema.SINK_PROGRESS, rows)
+            metrics.store_error = None
             return
         except StoreError as error:
+            metrics.sink_errors += 1
+            metrics.store_error = str(error)
             log.warning("sink.progress_failed", error=str(error), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -505,12 +515,21 @@ async def _write_until_done(sink: ProjectionSink, delivered: list[Delivered], me
             metrics.latencies.extend(visible_ms - ts for ts in source_ts)
             metrics.insert_seconds.append(time.perf_counter() - started)
             del metrics.insert_seconds[:-1000]
+            metrics.store_error = None
             return
         except StoreError as error:
             metrics.sink_errors += 1
+            metrics.store_error = str(error)
             log.warning("sink.insert_failed", error=str(error), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def worker_status(metrics: WorkerMetrics, *, rebalancing: bool) -> str:
+    """/health's status: degraded while ClickHouse refuses inserts (nothing moves then)."""
+    if metrics.store_error is not None:
+        return "degraded"
+    return "rebalancing" if rebalancing else "ok"
 
 
 async def _lag(app: Any, metrics: WorkerMetrics, names: topics.TopicNames) -> int:
