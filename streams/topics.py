@@ -40,6 +40,13 @@ class TopicNames:
         return (self.touchpoints, self.bad, self.journey_events, self.alerts, self.friction_by_touchpoint)
 
 
+# Records the worker writes can exceed Kafka's 1 MB default: a long customer history in one update, a
+# touchpoint's detector record holding observations while a partition lags. A record over the limit
+# would stop Faust's producer, and with it the worker, so topics and producer allow this much.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+TOPIC_CONFIGS = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+
+
 @dataclass(frozen=True, slots=True)
 class TopicPlan:
     """How many partitions each topic gets (the input's partitions bound the worker count)."""
@@ -67,7 +74,12 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=plan.partitions, replication_factor=plan.replication)
+            NewTopic(
+                name,
+                num_partitions=plan.partitions,
+                replication_factor=plan.replication,
+                topic_configs=dict(TOPIC_CONFIGS),
+            )
             for name in (names or TopicNames()).all()
             if name not in existing
         ]

@@ -156,6 +156,7 @@ def create_app(
         broker_commit_every=JOURNEY_BATCH,
         broker_commit_interval=1.0,
         producer_acks=-1,
+        producer_max_request_size=topics.MAX_MESSAGE_BYTES,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         web_enabled=True,
@@ -181,6 +182,7 @@ def create_app(
         use_partitioner=True,
         key_type=bytes,  # bytes types make Faust use the raw codec, also when it recovers the table
         value_type=bytes,
+        extra_topic_configs=topics.TOPIC_CONFIGS,
     )
     states = TableStates(table, model)
     engine = JourneyEngine(model, "live", states)

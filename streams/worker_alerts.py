@@ -28,7 +28,7 @@ from projections.journeys import JourneyModel
 from streams.alerting import attempt_row, delivered_before, destination_id
 from streams.delivery import DeliveryJob, WebhookDelivery
 from streams.store import ClickHouseProjectionStore, StoreError
-from streams.topics import TopicNames, partition_for
+from streams.topics import TOPIC_CONFIGS, TopicNames, partition_for
 
 log = structlog.get_logger("touchpath.worker.alerts")
 
@@ -63,6 +63,7 @@ def install_alerting(
         use_partitioner=True,
         key_type=bytes,
         value_type=bytes,
+        extra_topic_configs=TOPIC_CONFIGS,
     )
     delivery = WebhookDelivery()
     delivered = delivered_before(store, SCENARIO)
