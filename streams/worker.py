@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 import structlog
@@ -27,6 +27,7 @@ from streams.store import ClickHouseProjectionStore, StoreError
 from streams.worker_alerts import install_alerting
 
 log = structlog.get_logger("touchpath.worker")
+T = TypeVar("T")
 
 JOURNEY_BATCH = 2_000
 SINK_BATCH = 2_000
@@ -474,19 +475,9 @@ async def _insert_progress(
         ("live", consumer, topic, partition, offset, offset, 0)
         for (topic, partition), offset in sorted(progress.items())
     ]
-    delay = 0.5
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await loop.run_in_executor(None, store.insert_rows, schema.SINK_PROGRESS, rows)
-            metrics.store_error = None
-            return
-        except StoreError as error:
-            metrics.sink_errors += 1
-            metrics.store_error = str(error)
-            log.warning("sink.progress_failed", error=str(error), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    await _until_stored(
+        lambda: store.insert_rows(schema.SINK_PROGRESS, rows), metrics, "sink.progress_failed"
+    )
 
 
 async def _read_back(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Delivered]:
@@ -504,27 +495,33 @@ def _headers(event: Any) -> dict[str, bytes]:
     return {str(k): bytes(v) for k, v in headers}
 
 
-async def _write_until_done(sink: ProjectionSink, delivered: list[Delivered], metrics: WorkerMetrics) -> None:
-    """Insert, retrying with backoff: offsets are only committed once the rows are in ClickHouse."""
+async def _until_stored(call: Callable[[], T], metrics: WorkerMetrics, event: str) -> T:
+    """Run a ClickHouse write in a thread until it succeeds, backing off; /health shows the error
+    meanwhile (offsets are only committed once the rows are in ClickHouse)."""
     delay = 0.5
     loop = asyncio.get_running_loop()
     while True:
-        started = time.perf_counter()
         try:
-            written, source_ts = await loop.run_in_executor(None, sink.write, delivered)
-            visible_ms = time.time() * 1000
-            metrics.sink_rows += written
-            metrics.latencies.extend(visible_ms - ts for ts in source_ts)
-            metrics.insert_seconds.append(time.perf_counter() - started)
-            del metrics.insert_seconds[:-1000]
+            result = await loop.run_in_executor(None, call)
             metrics.store_error = None
-            return
+            return result
         except StoreError as error:
             metrics.sink_errors += 1
             metrics.store_error = str(error)
-            log.warning("sink.insert_failed", error=str(error), retry_in_s=delay)
+            log.warning(event, error=str(error), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _write_until_done(sink: ProjectionSink, delivered: list[Delivered], metrics: WorkerMetrics) -> None:
+    """Insert the messages' rows, retrying until ClickHouse has them; records latency figures."""
+    started = time.perf_counter()
+    written, source_ts = await _until_stored(lambda: sink.write(delivered), metrics, "sink.insert_failed")
+    visible_ms = time.time() * 1000
+    metrics.sink_rows += written
+    metrics.latencies.extend(visible_ms - ts for ts in source_ts)
+    metrics.insert_seconds.append(time.perf_counter() - started)
+    del metrics.insert_seconds[:-1000]
 
 
 def worker_status(metrics: WorkerMetrics, *, rebalancing: bool) -> str:
