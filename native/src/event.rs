@@ -1,0 +1,346 @@
+//! Decode and validate one touchpoint event to the contract of events/codec.py + events/model.py:
+//! the same accepted values, and the same typed rejection (reason, field, detail) for bad bytes.
+
+use crate::datetime::{self, Parsed};
+use crate::json::{self, JVal};
+
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+pub const MAX_ATTRIBUTES_BYTES: usize = 8 * 1024;
+
+pub const MALFORMED_JSON: &str = "malformed_json";
+pub const SCHEMA_VIOLATION: &str = "schema_violation";
+pub const OVERSIZE: &str = "oversize";
+
+const CHANNEL_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
+const TOUCHPOINT_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$";
+const FIELDS: [&str; 11] = [
+    "event_id", "customer_id", "occurred_at", "channel", "touchpoint", "persona", "outcome",
+    "employee_id", "survey", "attributes", "source",
+];
+const SURVEY_FIELDS: [&str; 3] = ["kind", "score", "comment"];
+const OUTCOMES: [&str; 3] = ["success", "failure", "abandoned"];
+const SURVEY_KINDS: [(&str, i64, i64); 3] = [("csat", 1, 5), ("nps", 0, 10), ("ces", 1, 7)];
+
+/// A survey answer on its kind's scale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    pub kind: &'static str,
+    pub score: i64,
+    pub comment: Option<String>,
+}
+
+/// A valid event; `attributes` is the canonical JSON of the attributes (what orjson.dumps gives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_id: String,
+    pub customer_id: String,
+    pub occurred_us: i64,
+    pub channel: String,
+    pub touchpoint: String,
+    pub persona: Option<String>,
+    pub outcome: Option<&'static str>,
+    pub employee_id: Option<String>,
+    pub survey: Option<Survey>,
+    pub attributes: Option<Vec<u8>>,
+    pub source: Option<String>,
+}
+
+impl Event {
+    /// Event time in whole milliseconds since the epoch (floor, like TouchpointEvent.occurred_ms).
+    pub fn occurred_ms(&self) -> i64 {
+        self.occurred_us.div_euclid(1000)
+    }
+}
+
+/// A typed verdict on one bad record, as events.errors.Rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+type Errors = Vec<(Option<String>, String)>;
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn is_channel(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    matches!(bytes.first(), Some(b'a'..=b'z'))
+        && bytes.len() <= 32
+        && bytes[1..].iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+fn is_touchpoint(text: &str) -> bool {
+    let word = |part: &str| part.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'));
+    let mut parts = text.split('.');
+    let head = parts.next().unwrap_or("");
+    let mut tail = 0;
+    for part in parts {
+        if part.is_empty() || !word(part) {
+            return false;
+        }
+        tail += 1;
+    }
+    tail > 0 && matches!(head.as_bytes().first(), Some(b'a'..=b'z')) && word(head)
+}
+
+struct StrRule {
+    min: usize,
+    max: Option<usize>,
+    pattern: Option<(&'static str, fn(&str) -> bool)>,
+}
+
+const IDENTIFIER: StrRule = StrRule { min: 1, max: Some(128), pattern: None };
+
+/// A string field: Ok(None) when absent or null (for optional fields), else the value or the message.
+fn string_field(value: Option<&JVal>, required: bool, rule: &StrRule) -> Result<Option<String>, String> {
+    let text = match value {
+        None if required => return Err("Field required".into()),
+        None => return Ok(None),
+        Some(JVal::Null) if !required => return Ok(None),
+        Some(JVal::Str(text)) => text,
+        Some(_) => return Err("Input should be a valid string".into()),
+    };
+    let length = text.chars().count();
+    if length < rule.min {
+        return Err(format!("String should have at least {}", plural(rule.min, "character")));
+    }
+    if let Some(max) = rule.max {
+        if length > max {
+            return Err(format!("String should have at most {}", plural(max, "character")));
+        }
+    }
+    if let Some((pattern, matches)) = rule.pattern {
+        if !matches(text) {
+            return Err(format!("String should match pattern '{pattern}'"));
+        }
+    }
+    Ok(Some(text.clone()))
+}
+
+fn take<T>(errors: &mut Errors, loc: &str, result: Result<Option<T>, String>) -> Option<T> {
+    match result {
+        Ok(value) => value,
+        Err(message) => {
+            errors.push((Some(loc.to_string()), message));
+            None
+        }
+    }
+}
+
+fn enum_field(value: Option<&JVal>, choices: &[&'static str], message: &str) -> Result<Option<&'static str>, String> {
+    match value {
+        None | Some(JVal::Null) => Ok(None),
+        Some(JVal::Str(text)) => match choices.iter().find(|c| **c == text) {
+            Some(choice) => Ok(Some(choice)),
+            None => Err(message.to_string()),
+        },
+        Some(_) => Err(message.to_string()),
+    }
+}
+
+fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
+    let pairs = match value {
+        None | Some(JVal::Null) => return None,
+        Some(JVal::Object(pairs)) => pairs,
+        Some(_) => {
+            errors.push((Some("survey".into()), "Input should be an object".into()));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let kind_message = "Input should be 'csat', 'nps' or 'ces'";
+    let kind = match JVal::get(pairs, "kind") {
+        None => {
+            errors.push((Some("survey.kind".into()), "Field required".into()));
+            None
+        }
+        value => take(errors, "survey.kind", enum_field(value, &["csat", "nps", "ces"], kind_message)
+            .and_then(|kind| kind.ok_or_else(|| kind_message.to_string()).map(Some))),
+    };
+    // StrictInt: JSON integers of any size; booleans and floats are refused.
+    let score = match JVal::get(pairs, "score") {
+        None => {
+            errors.push((Some("survey.score".into()), "Field required".into()));
+            None
+        }
+        Some(JVal::Int(v)) => Some(v.to_string()),
+        Some(JVal::BigInt(text)) => Some(text.clone()),
+        Some(_) => {
+            errors.push((Some("survey.score".into()), "Input should be a valid integer".into()));
+            None
+        }
+    };
+    let comment_rule = StrRule { min: 0, max: Some(4000), pattern: None };
+    let comment = take(errors, "survey.comment", string_field(JVal::get(pairs, "comment"), false, &comment_rule));
+    for (key, _) in pairs {
+        if !SURVEY_FIELDS.contains(&key.as_str()) {
+            errors.push((Some(format!("survey.{key}")), "Extra inputs are not permitted".into()));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let (kind, score) = (kind?, score?);
+    let (_, low, high) = SURVEY_KINDS.iter().find(|(k, _, _)| *k == kind)?;
+    match score.parse::<i64>() {
+        Ok(value) if (*low..=*high).contains(&value) => Some(Survey { kind, score: value, comment }),
+        _ => {
+            errors.push((
+                Some("survey".into()),
+                format!("Value error, score {score} is outside the {kind} scale {low}..{high}"),
+            ));
+            None
+        }
+    }
+}
+
+fn attributes_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Vec<u8>> {
+    let here = Some("attributes".to_string());
+    match value {
+        None | Some(JVal::Null) => None,
+        Some(object @ JVal::Object(_)) => {
+            let mut out = Vec::new();
+            if let Err(error) = json::dumps(object, &mut out) {
+                errors.push((here, format!("Value error, attributes cannot be stored as JSON: {error}")));
+                return None;
+            }
+            if out.len() > MAX_ATTRIBUTES_BYTES {
+                errors.push((
+                    here,
+                    format!("Value error, attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes once serialised"),
+                ));
+                return None;
+            }
+            Some(out)
+        }
+        Some(_) => {
+            errors.push((here, "Input should be an object".into()));
+            None
+        }
+    }
+}
+
+fn occurred_field(value: Option<&JVal>) -> Result<Option<i64>, String> {
+    match value {
+        None => Err("Field required".into()),
+        Some(JVal::Str(text)) => match datetime::parse(text) {
+            Ok(Parsed::Aware(micros)) => Ok(Some(micros)),
+            Ok(Parsed::Naive) => Err("Input should have timezone info".into()),
+            Err(reason) => Err(format!("Input should be a valid datetime, {reason}")),
+        },
+        Some(_) => Err("Input should be a valid datetime".into()),
+    }
+}
+
+fn schema_violation(mut errors: Errors) -> Rejection {
+    let extra = errors.len() - 1;
+    let (field, mut detail) = errors.swap_remove(0);
+    if extra > 0 {
+        detail += &format!(" (and {extra} more problem{})", if extra > 1 { "s" } else { "" });
+    }
+    Rejection { reason: SCHEMA_VIOLATION, detail, field }
+}
+
+/// Decode one JSON record; the event or the typed rejection naming the field.
+pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
+    if raw.len() > MAX_EVENT_BYTES {
+        return Err(Rejection {
+            reason: OVERSIZE,
+            detail: format!("{} bytes; the limit is {MAX_EVENT_BYTES}", raw.len()),
+            field: None,
+        });
+    }
+    let root = json::parse(raw).map_err(|error| Rejection {
+        reason: MALFORMED_JSON,
+        detail: format!("Invalid JSON: {}", error.describe(raw)),
+        field: None,
+    })?;
+    let JVal::Object(pairs) = root else {
+        return Err(schema_violation(vec![(None, "Input should be an object".into())]));
+    };
+    let get = |key: &str| JVal::get(&pairs, key);
+    let mut errors: Errors = Vec::new();
+    let event_id = take(&mut errors, "event_id", string_field(get("event_id"), true, &IDENTIFIER));
+    let customer_rule = StrRule { min: 1, max: Some(256), pattern: None };
+    let customer_id = take(&mut errors, "customer_id", string_field(get("customer_id"), true, &customer_rule));
+    let occurred_us = take(&mut errors, "occurred_at", occurred_field(get("occurred_at")));
+    let channel_rule = StrRule { min: 0, max: None, pattern: Some((CHANNEL_PATTERN, is_channel)) };
+    let channel = take(&mut errors, "channel", string_field(get("channel"), true, &channel_rule));
+    let touchpoint_rule = StrRule { min: 0, max: Some(128), pattern: Some((TOUCHPOINT_PATTERN, is_touchpoint)) };
+    let touchpoint = take(&mut errors, "touchpoint", string_field(get("touchpoint"), true, &touchpoint_rule));
+    let persona = take(&mut errors, "persona", string_field(get("persona"), false, &IDENTIFIER));
+    let outcome_message = "Input should be 'success', 'failure' or 'abandoned'";
+    let outcome = take(&mut errors, "outcome", enum_field(get("outcome"), &OUTCOMES, outcome_message));
+    let employee_id = take(&mut errors, "employee_id", string_field(get("employee_id"), false, &IDENTIFIER));
+    let survey = survey_field(get("survey"), &mut errors);
+    let attributes = attributes_field(get("attributes"), &mut errors);
+    let source = take(&mut errors, "source", string_field(get("source"), false, &IDENTIFIER));
+    for (key, _) in &pairs {
+        if !FIELDS.contains(&key.as_str()) {
+            errors.push((Some(key.clone()), "Extra inputs are not permitted".into()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(schema_violation(errors));
+    }
+    match (event_id, customer_id, occurred_us, channel, touchpoint) {
+        (Some(event_id), Some(customer_id), Some(occurred_us), Some(channel), Some(touchpoint)) => Ok(Event {
+            event_id, customer_id, occurred_us, channel, touchpoint, persona, outcome, employee_id,
+            survey, attributes, source,
+        }),
+        // Unreachable: a required field without a value always recorded an error above.
+        _ => Err(schema_violation(vec![(None, "Field required".into())])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""event_id":"e1","customer_id":"c1","occurred_at":"2024-01-01T00:00:00Z","channel":"web","touchpoint":"shop.view""#;
+
+    fn check(extra: &str) -> Result<Event, Rejection> {
+        check_event(format!("{{{BASE}{extra}}}").as_bytes())
+    }
+
+    #[test]
+    fn accepts_a_full_event() {
+        let event = check(r#","outcome":"success","survey":{"kind":"nps","score":9},"attributes":{"a":[1,2.5]}"#).unwrap();
+        assert_eq!(event.occurred_ms(), 1_704_067_200_000);
+        assert_eq!(event.outcome, Some("success"));
+        assert_eq!(event.survey.unwrap().score, 9);
+        assert_eq!(event.attributes.unwrap(), br#"{"a":[1,2.5]}"#.to_vec());
+    }
+
+    #[test]
+    fn rejections_name_reason_field_and_count() {
+        let rejection = check(r#","x":1,"x":2"#).unwrap_err();
+        assert_eq!(rejection.field.as_deref(), Some("x"));
+        assert_eq!(rejection.detail, "Extra inputs are not permitted (and 1 more problem)");
+        let rejection = check(r#","survey":{"kind":"nps","score":11}"#).unwrap_err();
+        assert_eq!(rejection.field.as_deref(), Some("survey"));
+        assert_eq!(rejection.detail, "Value error, score 11 is outside the nps scale 0..10");
+        let rejection = check_event(b"{}").unwrap_err();
+        assert_eq!((rejection.reason, rejection.detail.as_str()), (SCHEMA_VIOLATION, "Field required (and 4 more problems)"));
+        assert_eq!(check_event(b"{").unwrap_err().reason, MALFORMED_JSON);
+        assert_eq!(check_event(&vec![b' '; MAX_EVENT_BYTES + 1]).unwrap_err().reason, OVERSIZE);
+    }
+
+    #[test]
+    fn patterns_anchor_at_the_very_end() {
+        assert!(is_touchpoint("shop.view_2.x"));
+        assert!(!is_touchpoint("shop"));
+        assert!(!is_touchpoint("shop..view"));
+        assert!(!is_channel("web\n"));
+        assert!(is_channel("a234567890123456789012345678901b"));
+        assert!(!is_channel("a234567890123456789012345678901bc"));
+    }
+}
