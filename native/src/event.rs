@@ -156,6 +156,12 @@ fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
         }
     };
     let before = errors.len();
+    // Unknown keys first, in document order (one error per occurrence), then fields in order.
+    for (key, _) in pairs {
+        if !SURVEY_FIELDS.contains(&key.as_str()) {
+            errors.push((Some(format!("survey.{key}")), "Extra inputs are not permitted".into()));
+        }
+    }
     let kind_message = "Input should be 'csat', 'nps' or 'ces'";
     let kind = match JVal::get(pairs, "kind") {
         None => {
@@ -180,11 +186,6 @@ fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
     };
     let comment_rule = StrRule { min: 0, max: Some(4000), pattern: None };
     let comment = take(errors, "survey.comment", string_field(JVal::get(pairs, "comment"), false, &comment_rule));
-    for (key, _) in pairs {
-        if !SURVEY_FIELDS.contains(&key.as_str()) {
-            errors.push((Some(format!("survey.{key}")), "Extra inputs are not permitted".into()));
-        }
-    }
     if errors.len() > before {
         return None;
     }
@@ -246,6 +247,8 @@ fn schema_violation(mut errors: Errors) -> Rejection {
     if extra > 0 {
         detail += &format!(" (and {extra} more problem{})", if extra > 1 { "s" } else { "" });
     }
+    // As the reference: an empty location (the root, or an unknown key "") names no field.
+    let field = field.filter(|f| !f.is_empty());
     Rejection { reason: SCHEMA_VIOLATION, detail, field }
 }
 
@@ -268,6 +271,12 @@ pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
     };
     let get = |key: &str| JVal::get(&pairs, key);
     let mut errors: Errors = Vec::new();
+    // The reference reports unknown keys first, in document order, then fields in declared order.
+    for (key, _) in &pairs {
+        if !FIELDS.contains(&key.as_str()) {
+            errors.push((Some(key.clone()), "Extra inputs are not permitted".into()));
+        }
+    }
     let event_id = take(&mut errors, "event_id", string_field(get("event_id"), true, &IDENTIFIER));
     let customer_rule = StrRule { min: 1, max: Some(256), pattern: None };
     let customer_id = take(&mut errors, "customer_id", string_field(get("customer_id"), true, &customer_rule));
@@ -283,11 +292,6 @@ pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
     let survey = survey_field(get("survey"), &mut errors);
     let attributes = attributes_field(get("attributes"), &mut errors);
     let source = take(&mut errors, "source", string_field(get("source"), false, &IDENTIFIER));
-    for (key, _) in &pairs {
-        if !FIELDS.contains(&key.as_str()) {
-            errors.push((Some(key.clone()), "Extra inputs are not permitted".into()));
-        }
-    }
     if !errors.is_empty() {
         return Err(schema_violation(errors));
     }

@@ -30,7 +30,8 @@ pub struct JsonError {
     pub index: usize,
 }
 
-const RECURSION_LIMIT: usize = 200;
+// The reference accepts 201 nested containers and refuses the 202nd at its opening byte.
+const RECURSION_LIMIT: usize = 201;
 
 impl JsonError {
     /// "<kind> at line L column C", as pydantic prints it after "Invalid JSON: ".
@@ -244,6 +245,7 @@ impl Parser<'_> {
     fn string(&mut self) -> Res<String> {
         self.pos += 1; // opening quote
         let mut out: Vec<u8> = Vec::new();
+        let content = self.pos;
         loop {
             let start = self.pos;
             while let Some(&b) = self.data.get(self.pos) {
@@ -257,6 +259,12 @@ impl Parser<'_> {
                 None => return Err(self.eof("EOF while parsing a string")),
                 Some(b'"') => {
                     self.pos += 1;
+                    if let Err(error) = std::str::from_utf8(&out) {
+                        // Checked once the string is closed, on the decoded bytes; the reference
+                        // reports the column just past the bad sequence, counted from the content.
+                        let index = content + error.valid_up_to() + error.error_len().unwrap_or(1) + 1;
+                        return Err(JsonError { kind: "invalid unicode code point", index });
+                    }
                     break;
                 }
                 Some(b'\\') => {
@@ -319,11 +327,8 @@ impl Parser<'_> {
                 }
             }
         }
-        match String::from_utf8(out) {
-            Ok(text) => Ok(text),
-            // The reference reports invalid UTF-8 at the end of the string.
-            Err(_) => Err(JsonError { kind: "invalid unicode code point", index: self.pos }),
-        }
+        // Every raw chunk was checked above and escapes decode to whole characters.
+        Ok(String::from_utf8(out).unwrap_or_default())
     }
 
     fn number(&mut self) -> Res<JVal> {
@@ -403,8 +408,7 @@ pub fn dumps(value: &JVal, out: &mut Vec<u8>) -> Result<(), &'static str> {
         },
         JVal::Float(v) => {
             if v.is_finite() {
-                let mut buffer = ryu::Buffer::new();
-                out.extend_from_slice(buffer.format_finite(*v).as_bytes());
+                format_float(*v, out);
             } else {
                 out.extend_from_slice(b"null");
             }
@@ -441,6 +445,38 @@ pub fn dumps(value: &JVal, out: &mut Vec<u8>) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// A finite float as orjson writes it: the shortest round-trip digits, positional for decimal
+/// exponents -5..=15 ("0.00001", "1000000000000000.0"), else scientific ("1e-6", "1.25e+16").
+fn format_float(v: f64, out: &mut Vec<u8>) {
+    let sci = format!("{v:e}"); // shortest round-trip digits: "-1.25e16", "1e-7", "0e0"
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    out.extend_from_slice(sign.as_bytes());
+    if !(-5..16).contains(&exponent) {
+        let exp_sign = if exponent >= 0 { "+" } else { "-" };
+        out.extend_from_slice(format!("{mantissa}e{exp_sign}{}", exponent.abs()).as_bytes());
+        return;
+    }
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if exponent >= 0 {
+        let split = exponent as usize + 1;
+        let whole = if digits.len() >= split {
+            digits[..split].to_string()
+        } else {
+            format!("{digits}{}", "0".repeat(split - digits.len()))
+        };
+        let fraction = if digits.len() > split { &digits[split..] } else { "0" };
+        out.extend_from_slice(format!("{whole}.{fraction}").as_bytes());
+    } else {
+        let zeros = "0".repeat((-exponent - 1) as usize);
+        out.extend_from_slice(format!("0.{zeros}{digits}").as_bytes());
+    }
 }
 
 fn dump_str(text: &str, out: &mut Vec<u8>) {
@@ -488,10 +524,24 @@ mod tests {
     }
 
     #[test]
+    fn floats_read_like_orjson() {
+        let cases = [
+            (1e16, "1e+16"), (1e15, "1000000000000000.0"), (1e-7, "1e-7"), (1e-5, "0.00001"),
+            (1.234e-5, "0.00001234"), (-0.0, "-0.0"), (123456789.0, "123456789.0"), (2.5, "2.5"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"), (5e-324, "5e-324"),
+        ];
+        for (value, text) in cases {
+            let mut out = Vec::new();
+            format_float(value, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
     fn dumps_like_orjson() {
         let value = parse("{\"b\":1.0,\"a\":[1e16,null,\"é\\n\"],\"b\":NaN}".as_bytes()).unwrap();
         let mut out = Vec::new();
         dumps(&value, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "{\"b\":null,\"a\":[1e16,null,\"é\\n\"]}");
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"b\":null,\"a\":[1e+16,null,\"é\\n\"]}");
     }
 }
