@@ -289,7 +289,11 @@ impl Journey {
             if m.op == Op::Match {
                 if event.channel != step.primary_channel {
                     let detail = format!("done on {} instead of {}", event.channel, step.primary_channel);
-                    out.push((event.ts, order, deviation("channel_switch", &step.name, &event.channel, detail, 0)));
+                    out.push((
+                        event.ts,
+                        order,
+                        deviation("channel_switch", &step.name, &event.channel, detail, 0),
+                    ));
                 }
                 if let (Some(within), Some(last)) = (step.within_ms, last_match_ts) {
                     if event.ts - last > within {
@@ -394,8 +398,13 @@ mod tests {
 
     fn journey() -> Journey {
         // a, optional b, repeatable c
-        let steps = vec![step("a", &["t.a"], false, false), step("b", &["t.b"], true, false), step("c", &["t.c"], false, true)];
-        let step_of = HashMap::from([("t.a".into(), vec![1]), ("t.b".into(), vec![2]), ("t.c".into(), vec![3])]);
+        let steps = vec![
+            step("a", &["t.a"], false, false),
+            step("b", &["t.b"], true, false),
+            step("c", &["t.c"], false, true),
+        ];
+        let step_of =
+            HashMap::from([("t.a".into(), vec![1]), ("t.b".into(), vec![2]), ("t.c".into(), vec![3])]);
         Journey::new(steps, step_of, vec![0, 1, 0, 1], vec![0, 1, 1, 2]).unwrap()
     }
 
@@ -407,9 +416,15 @@ mod tests {
         let events: Vec<Occurrence> = ["t.c", "t.a"]
             .iter()
             .enumerate()
-            .map(|(i, t)| Occurrence { ts: i as i64, event_id: format!("e{i}"), touchpoint: t.to_string(), channel: "web".into() })
+            .map(|(i, t)| Occurrence {
+                ts: i as i64,
+                event_id: format!("e{i}"),
+                touchpoint: t.to_string(),
+                channel: "web".into(),
+            })
             .collect();
-        let kinds: Vec<&str> = j.deviations_of(&events, &moves, &HashMap::new()).iter().map(|d| d.kind).collect();
+        let kinds: Vec<&str> =
+            j.deviations_of(&events, &moves, &HashMap::new()).iter().map(|d| d.kind).collect();
         assert_eq!(kinds, vec!["out_of_order"]);
     }
 

@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(parse("2024-01-01T24:00:00Z"), Err("hour value is outside expected range of 0-23"));
         assert_eq!(parse("2024-02-30T00:00:00Z"), Err("day value is outside expected range"));
         assert_eq!(parse("2024-01-01T00:00:00+01"), Err("invalid timezone minute"));
-        assert_eq!(parse("2024-01-01T00:00:00Zx"), Err("unexpected extra characters at the end of the input"));
+        assert_eq!(
+            parse("2024-01-01T00:00:00Zx"),
+            Err("unexpected extra characters at the end of the input")
+        );
         assert_eq!(parse("1e9"), Err("input is too short"));
     }
 }

@@ -14,8 +14,17 @@ pub const OVERSIZE: &str = "oversize";
 const CHANNEL_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
 const TOUCHPOINT_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$";
 const FIELDS: [&str; 11] = [
-    "event_id", "customer_id", "occurred_at", "channel", "touchpoint", "persona", "outcome",
-    "employee_id", "survey", "attributes", "source",
+    "event_id",
+    "customer_id",
+    "occurred_at",
+    "channel",
+    "touchpoint",
+    "persona",
+    "outcome",
+    "employee_id",
+    "survey",
+    "attributes",
+    "source",
 ];
 const SURVEY_FIELDS: [&str; 3] = ["kind", "score", "comment"];
 const OUTCOMES: [&str; 3] = ["success", "failure", "abandoned"];
@@ -91,10 +100,13 @@ fn is_touchpoint(text: &str) -> bool {
     tail > 0 && matches!(head.as_bytes().first(), Some(b'a'..=b'z')) && word(head)
 }
 
+/// A regular pattern as the reference prints it, and the hand-written matcher equal to it.
+type Pattern = (&'static str, fn(&str) -> bool);
+
 struct StrRule {
     min: usize,
     max: Option<usize>,
-    pattern: Option<(&'static str, fn(&str) -> bool)>,
+    pattern: Option<Pattern>,
 }
 
 const IDENTIFIER: StrRule = StrRule { min: 1, max: Some(128), pattern: None };
@@ -135,7 +147,11 @@ fn take<T>(errors: &mut Errors, loc: &str, result: Result<Option<T>, String>) ->
     }
 }
 
-fn enum_field(value: Option<&JVal>, choices: &[&'static str], message: &str) -> Result<Option<&'static str>, String> {
+fn enum_field(
+    value: Option<&JVal>,
+    choices: &[&'static str],
+    message: &str,
+) -> Result<Option<&'static str>, String> {
     match value {
         None | Some(JVal::Null) => Ok(None),
         Some(JVal::Str(text)) => match choices.iter().find(|c| **c == text) {
@@ -168,8 +184,12 @@ fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
             errors.push((Some("survey.kind".into()), "Field required".into()));
             None
         }
-        value => take(errors, "survey.kind", enum_field(value, &["csat", "nps", "ces"], kind_message)
-            .and_then(|kind| kind.ok_or_else(|| kind_message.to_string()).map(Some))),
+        value => take(
+            errors,
+            "survey.kind",
+            enum_field(value, &["csat", "nps", "ces"], kind_message)
+                .and_then(|kind| kind.ok_or_else(|| kind_message.to_string()).map(Some)),
+        ),
     };
     // StrictInt: JSON integers of any size; booleans and floats are refused.
     let score = match JVal::get(pairs, "score") {
@@ -185,7 +205,8 @@ fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
         }
     };
     let comment_rule = StrRule { min: 0, max: Some(4000), pattern: None };
-    let comment = take(errors, "survey.comment", string_field(JVal::get(pairs, "comment"), false, &comment_rule));
+    let comment =
+        take(errors, "survey.comment", string_field(JVal::get(pairs, "comment"), false, &comment_rule));
     if errors.len() > before {
         return None;
     }
@@ -279,11 +300,13 @@ pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
     }
     let event_id = take(&mut errors, "event_id", string_field(get("event_id"), true, &IDENTIFIER));
     let customer_rule = StrRule { min: 1, max: Some(256), pattern: None };
-    let customer_id = take(&mut errors, "customer_id", string_field(get("customer_id"), true, &customer_rule));
+    let customer_id =
+        take(&mut errors, "customer_id", string_field(get("customer_id"), true, &customer_rule));
     let occurred_us = take(&mut errors, "occurred_at", occurred_field(get("occurred_at")));
     let channel_rule = StrRule { min: 0, max: None, pattern: Some((CHANNEL_PATTERN, is_channel)) };
     let channel = take(&mut errors, "channel", string_field(get("channel"), true, &channel_rule));
-    let touchpoint_rule = StrRule { min: 0, max: Some(128), pattern: Some((TOUCHPOINT_PATTERN, is_touchpoint)) };
+    let touchpoint_rule =
+        StrRule { min: 0, max: Some(128), pattern: Some((TOUCHPOINT_PATTERN, is_touchpoint)) };
     let touchpoint = take(&mut errors, "touchpoint", string_field(get("touchpoint"), true, &touchpoint_rule));
     let persona = take(&mut errors, "persona", string_field(get("persona"), false, &IDENTIFIER));
     let outcome_message = "Input should be 'success', 'failure' or 'abandoned'";
@@ -296,10 +319,21 @@ pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
         return Err(schema_violation(errors));
     }
     match (event_id, customer_id, occurred_us, channel, touchpoint) {
-        (Some(event_id), Some(customer_id), Some(occurred_us), Some(channel), Some(touchpoint)) => Ok(Event {
-            event_id, customer_id, occurred_us, channel, touchpoint, persona, outcome, employee_id,
-            survey, attributes, source,
-        }),
+        (Some(event_id), Some(customer_id), Some(occurred_us), Some(channel), Some(touchpoint)) => {
+            Ok(Event {
+                event_id,
+                customer_id,
+                occurred_us,
+                channel,
+                touchpoint,
+                persona,
+                outcome,
+                employee_id,
+                survey,
+                attributes,
+                source,
+            })
+        }
         // Unreachable: a required field without a value always recorded an error above.
         _ => Err(schema_violation(vec![(None, "Field required".into())])),
     }
@@ -317,7 +351,9 @@ mod tests {
 
     #[test]
     fn accepts_a_full_event() {
-        let event = check(r#","outcome":"success","survey":{"kind":"nps","score":9},"attributes":{"a":[1,2.5]}"#).unwrap();
+        let event =
+            check(r#","outcome":"success","survey":{"kind":"nps","score":9},"attributes":{"a":[1,2.5]}"#)
+                .unwrap();
         assert_eq!(event.occurred_ms(), 1_704_067_200_000);
         assert_eq!(event.outcome, Some("success"));
         assert_eq!(event.survey.unwrap().score, 9);
@@ -333,7 +369,10 @@ mod tests {
         assert_eq!(rejection.field.as_deref(), Some("survey"));
         assert_eq!(rejection.detail, "Value error, score 11 is outside the nps scale 0..10");
         let rejection = check_event(b"{}").unwrap_err();
-        assert_eq!((rejection.reason, rejection.detail.as_str()), (SCHEMA_VIOLATION, "Field required (and 4 more problems)"));
+        assert_eq!(
+            (rejection.reason, rejection.detail.as_str()),
+            (SCHEMA_VIOLATION, "Field required (and 4 more problems)")
+        );
         assert_eq!(check_event(b"{").unwrap_err().reason, MALFORMED_JSON);
         assert_eq!(check_event(&vec![b' '; MAX_EVENT_BYTES + 1]).unwrap_err().reason, OVERSIZE);
     }

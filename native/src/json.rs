@@ -321,9 +321,9 @@ impl Parser<'_> {
                     out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 }
                 Some(_) => {
-                    return Err(self.err_here(
-                        "control character (\\u0000-\\u001F) found while parsing a string",
-                    ))
+                    return Err(
+                        self.err_here("control character (\\u0000-\\u001F) found while parsing a string")
+                    )
                 }
             }
         }
@@ -526,9 +526,16 @@ mod tests {
     #[test]
     fn floats_read_like_orjson() {
         let cases = [
-            (1e16, "1e+16"), (1e15, "1000000000000000.0"), (1e-7, "1e-7"), (1e-5, "0.00001"),
-            (1.234e-5, "0.00001234"), (-0.0, "-0.0"), (123456789.0, "123456789.0"), (2.5, "2.5"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"), (5e-324, "5e-324"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (1e-7, "1e-7"),
+            (1e-5, "0.00001"),
+            (1.234e-5, "0.00001234"),
+            (-0.0, "-0.0"),
+            (123456789.0, "123456789.0"),
+            (2.5, "2.5"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
         ];
         for (value, text) in cases {
             let mut out = Vec::new();

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
 use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::IntoPyObjectExt;
 
 use crate::alignment::{self, Move, Occurrence, Op};
 use crate::event;
@@ -69,6 +69,7 @@ fn check_events(raws: &Bound<'_, PyList>) -> PyResult<(usize, usize)> {
 type StepTuple = (String, Vec<String>, String, String, bool, bool, Option<i64>, bool);
 type EventTuple = (i64, String, String, String);
 type MoveTuple = (String, usize, Option<usize>, u32);
+type MoveOut = (&'static str, usize, Option<usize>, u32);
 type DeviationTuple = (&'static str, String, String, String, i64, Vec<String>, String, u32);
 
 /// A compiled journey (projections.journeys.Journey) with its alignment and deviation classifier.
@@ -105,10 +106,20 @@ impl PyJourney {
         let steps = steps
             .into_iter()
             .map(|(name, touchpoints, primary, primary_channel, optional, repeatable, within_ms, goal)| {
-                alignment::Step { name, touchpoints, primary, primary_channel, optional, repeatable, within_ms, goal }
+                alignment::Step {
+                    name,
+                    touchpoints,
+                    primary,
+                    primary_channel,
+                    optional,
+                    repeatable,
+                    within_ms,
+                    goal,
+                }
             })
             .collect();
-        let inner = alignment::Journey::new(steps, step_of, skip_cost, initial_costs).map_err(PyValueError::new_err)?;
+        let inner = alignment::Journey::new(steps, step_of, skip_cost, initial_costs)
+            .map_err(PyValueError::new_err)?;
         Ok(PyJourney { inner, channel_of })
     }
 
@@ -153,12 +164,17 @@ impl PyJourney {
 
     /// alignment.align_uncached: the optimal moves as (op, step, event, cost).
     #[pyo3(signature = (path, end_state=None))]
-    fn align(&self, path: Vec<String>, end_state: Option<usize>) -> PyResult<Vec<(&'static str, usize, Option<usize>, u32)>> {
+    fn align(&self, path: Vec<String>, end_state: Option<usize>) -> PyResult<Vec<MoveOut>> {
         if end_state.is_some_and(|s| s > self.inner.steps.len()) {
             return Err(PyValueError::new_err("end_state is beyond the last step"));
         }
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        Ok(self.inner.align(&path, end_state).into_iter().map(|m| (m.op.as_str(), m.step, m.event, m.cost)).collect())
+        Ok(self
+            .inner
+            .align(&path, end_state)
+            .into_iter()
+            .map(|m| (m.op.as_str(), m.step, m.event, m.cost))
+            .collect())
     }
 
     /// alignment.deviations_of for moves as returned by align().
@@ -174,7 +190,10 @@ impl PyJourney {
                 "skip" => Op::Skip,
                 other => return Err(PyValueError::new_err(format!("unknown move '{other}'"))),
             };
-            if step > k || event_index.is_some_and(|e| e >= events.len()) || (op != Op::Insert && op != Op::Skip && step == 0) {
+            if step > k
+                || event_index.is_some_and(|e| e >= events.len())
+                || (op != Op::Insert && op != Op::Skip && step == 0)
+            {
                 return Err(PyValueError::new_err("a move names a step or event that does not exist"));
             }
             parsed.push(Move { op, step, event: event_index, cost });
