@@ -65,6 +65,7 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.ingest_cli",
     "streams.replay_cli",
     "streams.alerts_cli",
+    "streams.native_bench",
 )
 
 

@@ -23,10 +23,14 @@ pub struct Journey {
     pub step_of: HashMap<String, Vec<usize>>,
     pub skip_cost: Vec<u32>,
     pub initial_costs: Vec<u32>,
-    // Interned relative cost vectors and cached transitions (state, touchpoint) -> (rise, state).
+    // Touchpoints named by a step get ids 0..n; every other touchpoint shares id n (it can only
+    // be inserted, so all of them fold the same way).
+    touchpoint_ids: HashMap<String, u32>,
+    steps_of_id: Vec<Vec<usize>>,
+    // Interned relative cost vectors and cached transitions (state, touchpoint id) -> (rise, state).
     states: Vec<Vec<u32>>,
     state_ids: HashMap<Vec<u32>, u32>,
-    transitions: HashMap<(u32, String), (u32, u32)>,
+    transitions: HashMap<(u32, u32), (u32, u32)>,
 }
 
 /// One move of an alignment.
@@ -99,26 +103,44 @@ impl Journey {
         if let Some((touchpoint, _)) = step_of.iter().find(|(_, idx)| idx.iter().any(|&i| i == 0 || i > k)) {
             return Err(format!("step_of['{touchpoint}'] names a step outside 1..{k}"));
         }
+        let mut touchpoint_ids = HashMap::new();
+        let mut steps_of_id = Vec::new();
+        let mut named: Vec<&String> = step_of.keys().collect();
+        named.sort();
+        for touchpoint in named {
+            touchpoint_ids.insert(touchpoint.clone(), steps_of_id.len() as u32);
+            steps_of_id.push(step_of[touchpoint].clone());
+        }
+        steps_of_id.push(Vec::new()); // the shared id of touchpoints outside the journey
         Ok(Journey {
             steps,
             step_of,
             skip_cost,
             initial_costs,
+            touchpoint_ids,
+            steps_of_id,
             states: Vec::new(),
             state_ids: HashMap::new(),
             transitions: HashMap::new(),
         })
     }
 
+    /// The id a touchpoint folds under (ids of touchpoints outside the journey are all the same).
+    pub fn touchpoint_id(&self, touchpoint: &str) -> u32 {
+        self.touchpoint_ids.get(touchpoint).copied().unwrap_or(self.touchpoint_ids.len() as u32)
+    }
+
     /// Fold one path event into the cost vector: O(steps), exact (Journey.advance).
     pub fn advance(&self, costs: &[u32], touchpoint: &str) -> Vec<u32> {
+        self.advance_id(costs, self.touchpoint_id(touchpoint))
+    }
+
+    fn advance_id(&self, costs: &[u32], touchpoint: u32) -> Vec<u32> {
         let mut new: Vec<u32> = costs.iter().map(|c| c + 1).collect();
-        if let Some(indexes) = self.step_of.get(touchpoint) {
-            for &i in indexes {
-                new[i] = new[i].min(costs[i - 1]);
-                if self.steps[i - 1].repeatable && costs[i] < new[i] {
-                    new[i] = costs[i];
-                }
+        for &i in &self.steps_of_id[touchpoint as usize] {
+            new[i] = new[i].min(costs[i - 1]);
+            if self.steps[i - 1].repeatable && costs[i] < new[i] {
+                new[i] = costs[i];
             }
         }
         for i in 1..new.len() {
@@ -156,18 +178,19 @@ impl Journey {
 
     /// advance_cached(): costs kept as base + an interned relative vector; O(1) once seen.
     pub fn advance_cached(&mut self, state: (u32, u32), touchpoint: &str) -> (u32, u32) {
+        let touchpoint = self.touchpoint_id(touchpoint);
         let (base, id) = state;
-        if let Some(&(rise, next)) = self.transitions.get(&(id, touchpoint.to_string())) {
+        if let Some(&(rise, next)) = self.transitions.get(&(id, touchpoint)) {
             return (base + rise, next);
         }
         if self.transitions.len() > TRANSITION_CACHE_LIMIT {
             // Bound memory on adversarial input; interned ids stay valid, so correctness holds.
             self.transitions.clear();
         }
-        let moved = self.advance(&self.states[id as usize], touchpoint);
+        let moved = self.advance_id(&self.states[id as usize], touchpoint);
         let low = *moved.iter().min().expect("non-empty");
         let next = self.intern(moved.iter().map(|c| c - low).collect());
-        self.transitions.insert((id, touchpoint.to_string()), (low, next));
+        self.transitions.insert((id, touchpoint), (low, next));
         (base + low, next)
     }
 

@@ -134,7 +134,7 @@ fn string_field(value: Option<&JVal>, required: bool, rule: &StrRule) -> Result<
             return Err(format!("String should match pattern '{pattern}'"));
         }
     }
-    Ok(Some(text.clone()))
+    Ok(Some(text.to_string()))
 }
 
 fn take<T>(errors: &mut Errors, loc: &str, result: Result<Option<T>, String>) -> Option<T> {
@@ -174,7 +174,7 @@ fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
     let before = errors.len();
     // Unknown keys first, in document order (one error per occurrence), then fields in order.
     for (key, _) in pairs {
-        if !SURVEY_FIELDS.contains(&key.as_str()) {
+        if !SURVEY_FIELDS.contains(&key.as_ref()) {
             errors.push((Some(format!("survey.{key}")), "Extra inputs are not permitted".into()));
         }
     }
@@ -294,8 +294,8 @@ pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
     let mut errors: Errors = Vec::new();
     // The reference reports unknown keys first, in document order, then fields in declared order.
     for (key, _) in &pairs {
-        if !FIELDS.contains(&key.as_str()) {
-            errors.push((Some(key.clone()), "Extra inputs are not permitted".into()));
+        if !FIELDS.contains(&key.as_ref()) {
+            errors.push((Some(key.to_string()), "Extra inputs are not permitted".into()));
         }
     }
     let event_id = take(&mut errors, "event_id", string_field(get("event_id"), true, &IDENTIFIER));

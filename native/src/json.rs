@@ -1,24 +1,30 @@
 //! A JSON reader with the semantics of the reference decoder (pydantic-core's jiter): ordered keys
 //! (duplicates kept), integers beyond 64 bits kept exact, `NaN`/`Infinity` accepted, depth limit
-//! 200, and the same error kinds and positions in its messages.
+//! 201, and the same error kinds and positions in its messages.
+
+use std::borrow::Cow;
 
 /// A parsed JSON value; objects keep every key in document order, duplicates included.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JVal {
+pub enum JVal<'a> {
     Null,
     Bool(bool),
     Int(i64),
     /// An integer outside i64, as its decimal text (sign included).
     BigInt(String),
     Float(f64),
-    Str(String),
-    Array(Vec<JVal>),
-    Object(Vec<(String, JVal)>),
+    /// Borrowed from the input unless it had escapes.
+    Str(Cow<'a, str>),
+    Array(Vec<JVal<'a>>),
+    Object(Vec<(Cow<'a, str>, JVal<'a>)>),
 }
 
-impl JVal {
+/// The key/value pairs of an object, in document order.
+pub type Pairs<'a> = [(Cow<'a, str>, JVal<'a>)];
+
+impl<'a> JVal<'a> {
     /// The value of `key` as the reference sees it: the last occurrence wins.
-    pub fn get<'a>(pairs: &'a [(String, JVal)], key: &str) -> Option<&'a JVal> {
+    pub fn get<'p>(pairs: &'p Pairs<'a>, key: &str) -> Option<&'p JVal<'a>> {
         pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 }
@@ -54,7 +60,7 @@ struct Parser<'a> {
 type Res<T> = Result<T, JsonError>;
 
 /// Parse a whole document (whitespace around one value, nothing after it).
-pub fn parse(data: &[u8]) -> Res<JVal> {
+pub fn parse(data: &[u8]) -> Res<JVal<'_>> {
     let mut parser = Parser { data, pos: 0, depth: 0 };
     let value = parser.value()?;
     parser.skip_ws();
@@ -64,7 +70,7 @@ pub fn parse(data: &[u8]) -> Res<JVal> {
     Ok(value)
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     // Errors point at the offending byte (1-based column = index + 1); at the end of input they
     // point just past the last byte, which the column formula prints as the input length.
     fn err_here(&self, kind: &'static str) -> JsonError {
@@ -89,7 +95,7 @@ impl Parser<'_> {
         self.data.get(self.pos).copied()
     }
 
-    fn value(&mut self) -> Res<JVal> {
+    fn value(&mut self) -> Res<JVal<'a>> {
         self.skip_ws();
         match self.peek() {
             None => Err(self.eof("EOF while parsing a value")),
@@ -110,7 +116,7 @@ impl Parser<'_> {
         }
     }
 
-    fn ident(&mut self, word: &[u8], value: JVal) -> Res<JVal> {
+    fn ident(&mut self, word: &[u8], value: JVal<'a>) -> Res<JVal<'a>> {
         for (i, &expected) in word.iter().enumerate() {
             match self.data.get(self.pos + i) {
                 None => {
@@ -136,7 +142,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn object(&mut self) -> Res<JVal> {
+    fn object(&mut self) -> Res<JVal<'a>> {
         self.enter()?;
         self.pos += 1; // '{'
         let mut pairs = Vec::new();
@@ -184,7 +190,7 @@ impl Parser<'_> {
         }
     }
 
-    fn array(&mut self) -> Res<JVal> {
+    fn array(&mut self) -> Res<JVal<'a>> {
         self.enter()?;
         self.pos += 1; // '['
         let mut items = Vec::new();
@@ -242,10 +248,24 @@ impl Parser<'_> {
         Ok(value)
     }
 
-    fn string(&mut self) -> Res<String> {
+    fn string(&mut self) -> Res<Cow<'a, str>> {
         self.pos += 1; // opening quote
-        let mut out: Vec<u8> = Vec::new();
         let content = self.pos;
+        // Fast path: no escape before the closing quote, so the text is borrowed from the input.
+        let mut end = content;
+        while let Some(&b) = self.data.get(end) {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                break;
+            }
+            end += 1;
+        }
+        if self.data.get(end) == Some(&b'"') {
+            if let Ok(text) = std::str::from_utf8(&self.data[content..end]) {
+                self.pos = end + 1;
+                return Ok(Cow::Borrowed(text));
+            }
+        }
+        let mut out: Vec<u8> = Vec::new();
         loop {
             let start = self.pos;
             while let Some(&b) = self.data.get(self.pos) {
@@ -295,13 +315,16 @@ impl Parser<'_> {
                     let first = self.hex4()?;
                     let code = if (0xD800..0xDC00).contains(&first) {
                         // A leading surrogate must be followed by an escaped trailing one.
-                        if self.data.get(self.pos) != Some(&b'\\')
-                            || self.data.get(self.pos + 1) != Some(&b'u')
-                        {
-                            return Err(match self.data.get(self.pos) {
-                                None => self.eof("EOF while parsing a string"),
-                                Some(_) => self.err_here("unexpected end of hex escape"),
-                            });
+                        match (self.data.get(self.pos), self.data.get(self.pos + 1)) {
+                            (Some(b'\\'), Some(b'u')) => {}
+                            (None, _) | (Some(b'\\'), None) => {
+                                return Err(self.eof("EOF while parsing a string"))
+                            }
+                            (Some(b'\\'), Some(_)) => {
+                                self.pos += 1;
+                                return Err(self.err_here("unexpected end of hex escape"));
+                            }
+                            _ => return Err(self.err_here("unexpected end of hex escape")),
                         }
                         self.pos += 2;
                         let second = self.hex4()?;
@@ -328,10 +351,10 @@ impl Parser<'_> {
             }
         }
         // Every raw chunk was checked above and escapes decode to whole characters.
-        Ok(String::from_utf8(out).unwrap_or_default())
+        Ok(Cow::Owned(String::from_utf8(out).unwrap_or_default()))
     }
 
-    fn number(&mut self) -> Res<JVal> {
+    fn number(&mut self) -> Res<JVal<'a>> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -396,7 +419,7 @@ impl Parser<'_> {
 /// Serialise like orjson.dumps: compact, keys in first-seen order with the last value (a Python
 /// dict built from the document), non-ASCII kept, NaN/Infinity as null. Err: an integer beyond
 /// the 64-bit range (orjson's "Integer exceeds 64-bit range").
-pub fn dumps(value: &JVal, out: &mut Vec<u8>) -> Result<(), &'static str> {
+pub fn dumps(value: &JVal<'_>, out: &mut Vec<u8>) -> Result<(), &'static str> {
     match value {
         JVal::Null => out.extend_from_slice(b"null"),
         JVal::Bool(true) => out.extend_from_slice(b"true"),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::alignment::{self, Move, Occurrence, Op};
@@ -148,18 +148,18 @@ impl PyJourney {
             .collect()
     }
 
-    /// The final alignment cost of each path, folded incrementally (for measurements).
-    fn fold_costs(&mut self, paths: Vec<Vec<String>>) -> Vec<u32> {
-        paths
-            .iter()
-            .map(|path| {
-                let mut state = self.inner.start();
-                for touchpoint in path {
-                    state = self.inner.advance_cached(state, touchpoint);
-                }
-                state.0
-            })
-            .collect()
+    /// The final alignment cost of each path, folded incrementally (for measurements; the
+    /// touchpoints are read in place, as the native engine will read them from decoded bytes).
+    fn fold_costs(&mut self, paths: &Bound<'_, PyList>) -> PyResult<Vec<u32>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths.iter() {
+            let mut state = self.inner.start();
+            for touchpoint in path.cast::<PyList>()?.iter() {
+                state = self.inner.advance_cached(state, touchpoint.cast::<PyString>()?.to_str()?);
+            }
+            out.push(state.0);
+        }
+        Ok(out)
     }
 
     /// alignment.align_uncached: the optimal moves as (op, step, event, cost).

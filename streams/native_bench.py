@@ -1,0 +1,141 @@
+"""`touchpath bench native`: decode+validate and alignment throughput, Python engine vs native core."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from events.codec import check_event
+from events.errors import Rejection
+from projections.alignment import align_uncached, deviations_of
+from projections.journeys import Journey, JourneyModel
+from projections.native import NativeJourney, native_module
+from projections.occurrence import Occurrence, occurrence_of
+from streams.bench import simulated_lines
+from streams.cli import CommandGroups
+from streams.definitions import load_journeys
+from streams.settings import Settings
+
+Instance = tuple[Journey, list[Occurrence]]
+
+
+def _timed(work: Callable[[], object]) -> float:
+    """CPU seconds of one call (the machine is shared: CPU time, not wall time, is the figure)."""
+    gc.collect()
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+def _instances(model: JourneyModel, lines: list[bytes]) -> list[Instance]:
+    """Each customer's accepted events in (ts, event_id) order, with the journey they enter."""
+    by_customer: dict[str, list[Occurrence]] = defaultdict(list)
+    personas: dict[str, str | None] = {}
+    for raw in lines:
+        event = check_event(raw)
+        if isinstance(event, Rejection):
+            continue
+        by_customer[event.customer_id].append(occurrence_of(event))
+        personas.setdefault(event.customer_id, event.persona)
+    out: list[Instance] = []
+    for customer, events in by_customer.items():
+        events.sort(key=lambda e: (e.ts, e.event_id))
+        persona = personas[customer]
+        known = persona if model.persona_known(persona) else model.default_persona
+        out.append((model.journey_for(known or model.default_persona, events[0].touchpoint), events))
+    return out
+
+
+def _python_fold(instances: list[Instance]) -> None:
+    for journey, events in instances:
+        base, relative = 0, journey.initial_costs
+        for event in events:
+            base, relative = journey.advance_cached(base, relative, event.touchpoint)
+
+
+def _python_align(instances: list[Instance], channel_of: dict[str, str]) -> None:
+    for journey, events in instances:
+        moves = align_uncached(journey, [e.touchpoint for e in events], None)
+        deviations_of(journey, events, moves, channel_of)
+
+
+def bench_native(model: JourneyModel, events: int) -> dict[str, Any]:
+    """Events per CPU-second of each stage in the Python engine and the native core, and ratios."""
+    native = native_module()
+    lines = simulated_lines(model, events)
+    load_before = os.getloadavg()[0]
+    py_decode = _timed(lambda: [check_event(raw) for raw in lines])
+    rs_decode_objects = _timed(lambda: [native.check_event(raw) for raw in lines])
+    rs_decode = _timed(lambda: native.check_events(lines))
+    instances = _instances(model, lines)
+    n_events = sum(len(events) for _, events in instances)
+    by_journey: dict[int, tuple[NativeJourney, list[Instance]]] = {}
+    for journey, evs in instances:
+        entry = by_journey.setdefault(id(journey), (NativeJourney(journey, model.channel_of), []))
+        entry[1].append((journey, evs))
+    paths = {key: [[e.touchpoint for e in evs] for _, evs in group] for key, (_, group) in by_journey.items()}
+    tuples = {
+        key: [[(e.ts, e.event_id, e.touchpoint, e.channel) for e in evs] for _, evs in group]
+        for key, (_, group) in by_journey.items()
+    }
+    py_fold = _timed(lambda: _python_fold(instances))
+    rs_fold = _timed(lambda: [nj.inner.fold_costs(paths[key]) for key, (nj, _) in by_journey.items()])  # type: ignore[attr-defined]
+    py_align = _timed(lambda: _python_align(instances, model.channel_of))
+    rs_align = _timed(
+        lambda: [nj.inner.count_deviations(tuples[key]) for key, (nj, _) in by_journey.items()]  # type: ignore[attr-defined]
+    )
+    load_after = os.getloadavg()[0]
+
+    def rate(count: int, seconds: float) -> int:
+        return round(count / max(seconds, 1e-9))
+
+    return {
+        "events": len(lines),
+        "customer_paths": len(instances),
+        "decode_validate_python_per_s": rate(len(lines), py_decode),
+        "decode_validate_native_to_python_tuples_per_s": rate(len(lines), rs_decode_objects),
+        "decode_validate_native_per_s": rate(len(lines), rs_decode),
+        "decode_validate_ratio": round(py_decode / max(rs_decode, 1e-9), 1),
+        "incremental_cost_python_per_s": rate(n_events, py_fold),
+        "incremental_cost_native_per_s": rate(n_events, rs_fold),
+        "incremental_cost_ratio": round(py_fold / max(rs_fold, 1e-9), 1),
+        "align_and_classify_python_per_s": rate(n_events, py_align),
+        "align_and_classify_native_per_s": rate(n_events, rs_align),
+        "align_and_classify_ratio": round(py_align / max(rs_align, 1e-9), 1),
+        "load_average_1m_before_after": f"{load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs",
+    }
+
+
+def cmd_bench_native(args: argparse.Namespace) -> int:
+    """touchpath bench native."""
+    overrides = {"journeys": args.journeys} if args.journeys is not None else {}
+    model = load_journeys(Settings().model_copy(update=overrides).journeys_path())
+    figures = bench_native(model, args.events)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        for key, value in figures.items():
+            print(f"{key:48s} {value:,}" if isinstance(value, int | float) else f"{key:48s} {value}")
+    return 0
+
+
+def register(groups: CommandGroups) -> None:
+    """Add `bench native` to the CLI."""
+    bench = groups.bench.add_parser(
+        "native",
+        help="decode+validate and alignment events per CPU-second: Python engine vs native core",
+        description="Runs the same simulated events through the Python engine's decoder and "
+        "alignment and through the native core (Rust), and prints events per CPU-second of each "
+        "and their ratio. Needs the native extension (built by `pip install -e .`).",
+    )
+    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--journeys", type=Path, help="journey definition file (default: the example)")
+    bench.set_defaults(handler=cmd_bench_native)
