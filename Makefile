@@ -20,4 +20,4 @@ bench: install
 	touchpath bench engine --events 1000000
 
 clean:
-	rm -rf touchpath-data .kafka-data .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf touchpath-data .kafka-data .pytest_cache .mypy_cache .ruff_cache *.egg-info native/target projections/_native.*.so

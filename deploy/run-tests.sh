@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it: install, lint, type-check, start a real
-# local Kafka broker, run every test, stop the broker.
+# The whole test suite, as `make test` and CI run it: install (builds the native core), lint,
+# type-check, check and test the Rust crate, start a real local Kafka broker, run every test, stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -17,6 +17,8 @@ echo "== mypy --strict"
 $PY -m mypy
 echo "== import layers (streams -> projections -> events)"
 lint-imports
+echo "== native core: rustfmt, clippy -D warnings, cargo test"
+(cd native && cargo fmt --check && cargo clippy -q --all-targets --features python -- -D warnings && cargo test -q)
 
 if command -v docker-compose >/dev/null 2>&1; then
   echo "== docker-compose config"

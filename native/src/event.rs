@@ -1,6 +1,8 @@
 //! Decode and validate one touchpoint event to the contract of events/codec.py + events/model.py:
 //! the same accepted values, and the same typed rejection (reason, field, detail) for bad bytes.
 
+use std::borrow::Cow;
+
 use crate::datetime::{self, Parsed};
 use crate::json::{self, JVal};
 
@@ -32,29 +34,30 @@ const SURVEY_KINDS: [(&str, i64, i64); 3] = [("csat", 1, 5), ("nps", 0, 10), ("c
 
 /// A survey answer on its kind's scale.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Survey {
+pub struct Survey<'a> {
     pub kind: &'static str,
     pub score: i64,
-    pub comment: Option<String>,
+    pub comment: Option<Cow<'a, str>>,
 }
 
 /// A valid event; `attributes` is the canonical JSON of the attributes (what orjson.dumps gives).
+/// Text without JSON escapes is borrowed from the input bytes (no copy on the hot path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub event_id: String,
-    pub customer_id: String,
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub customer_id: Cow<'a, str>,
     pub occurred_us: i64,
-    pub channel: String,
-    pub touchpoint: String,
-    pub persona: Option<String>,
+    pub channel: Cow<'a, str>,
+    pub touchpoint: Cow<'a, str>,
+    pub persona: Option<Cow<'a, str>>,
     pub outcome: Option<&'static str>,
-    pub employee_id: Option<String>,
-    pub survey: Option<Survey>,
+    pub employee_id: Option<Cow<'a, str>>,
+    pub survey: Option<Survey<'a>>,
     pub attributes: Option<Vec<u8>>,
-    pub source: Option<String>,
+    pub source: Option<Cow<'a, str>>,
 }
 
-impl Event {
+impl Event<'_> {
     /// Event time in whole milliseconds since the epoch (floor, like TouchpointEvent.occurred_ms).
     pub fn occurred_ms(&self) -> i64 {
         self.occurred_us.div_euclid(1000)
@@ -112,7 +115,11 @@ struct StrRule {
 const IDENTIFIER: StrRule = StrRule { min: 1, max: Some(128), pattern: None };
 
 /// A string field: Ok(None) when absent or null (for optional fields), else the value or the message.
-fn string_field(value: Option<&JVal>, required: bool, rule: &StrRule) -> Result<Option<String>, String> {
+fn string_field<'a>(
+    value: Option<&JVal<'a>>,
+    required: bool,
+    rule: &StrRule,
+) -> Result<Option<Cow<'a, str>>, String> {
     let text = match value {
         None if required => return Err("Field required".into()),
         None => return Ok(None),
@@ -134,7 +141,7 @@ fn string_field(value: Option<&JVal>, required: bool, rule: &StrRule) -> Result<
             return Err(format!("String should match pattern '{pattern}'"));
         }
     }
-    Ok(Some(text.to_string()))
+    Ok(Some(text.clone()))
 }
 
 fn take<T>(errors: &mut Errors, loc: &str, result: Result<Option<T>, String>) -> Option<T> {
@@ -162,7 +169,7 @@ fn enum_field(
     }
 }
 
-fn survey_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Survey> {
+fn survey_field<'a>(value: Option<&JVal<'a>>, errors: &mut Errors) -> Option<Survey<'a>> {
     let pairs = match value {
         None | Some(JVal::Null) => return None,
         Some(JVal::Object(pairs)) => pairs,
@@ -274,7 +281,7 @@ fn schema_violation(mut errors: Errors) -> Rejection {
 }
 
 /// Decode one JSON record; the event or the typed rejection naming the field.
-pub fn check_event(raw: &[u8]) -> Result<Event, Rejection> {
+pub fn check_event(raw: &[u8]) -> Result<Event<'_>, Rejection> {
     if raw.len() > MAX_EVENT_BYTES {
         return Err(Rejection {
             reason: OVERSIZE,
@@ -345,8 +352,10 @@ mod tests {
 
     const BASE: &str = r#""event_id":"e1","customer_id":"c1","occurred_at":"2024-01-01T00:00:00Z","channel":"web","touchpoint":"shop.view""#;
 
-    fn check(extra: &str) -> Result<Event, Rejection> {
-        check_event(format!("{{{BASE}{extra}}}").as_bytes())
+    fn check(extra: &str) -> Result<Event<'static>, Rejection> {
+        // Leaked so the borrowed event may outlive the helper; a few bytes per test.
+        let raw: &'static str = Box::leak(format!("{{{BASE}{extra}}}").into_boxed_str());
+        check_event(raw.as_bytes())
     }
 
     #[test]

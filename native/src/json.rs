@@ -145,7 +145,7 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> Res<JVal<'a>> {
         self.enter()?;
         self.pos += 1; // '{'
-        let mut pairs = Vec::new();
+        let mut pairs = Vec::with_capacity(12); // an event has 5 to 11 fields
         self.skip_ws();
         match self.peek() {
             None => return Err(self.eof("EOF while parsing an object")),
