@@ -65,7 +65,7 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.ingest_cli",
     "streams.replay_cli",
     "streams.alerts_cli",
-    "streams.native_bench",
+    "streams.native_cli",
 )
 
 

@@ -1,15 +1,12 @@
-"""`touchpath bench native`: decode+validate and alignment throughput, Python engine vs native core."""
+"""Decode+validate and alignment throughput of the Python engine vs the native core, side by side."""
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from events.codec import check_event
@@ -19,9 +16,6 @@ from projections.journeys import Journey, JourneyModel
 from projections.native import NativeJourney, native_module
 from projections.occurrence import Occurrence, occurrence_of
 from streams.bench import simulated_lines
-from streams.cli import CommandGroups
-from streams.definitions import load_journeys
-from streams.settings import Settings
 
 Instance = tuple[Journey, list[Occurrence]]
 
@@ -117,31 +111,3 @@ def bench_native(model: JourneyModel, events: int) -> dict[str, Any]:
         "align_and_classify_ratio": round(py_align / max(rs_align, 1e-9), 1),
         "load_average_1m_before_after": f"{load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs",
     }
-
-
-def cmd_bench_native(args: argparse.Namespace) -> int:
-    """touchpath bench native."""
-    overrides = {"journeys": args.journeys} if args.journeys is not None else {}
-    model = load_journeys(Settings().model_copy(update=overrides).journeys_path())
-    figures = bench_native(model, args.events)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:48s} {value:,}" if isinstance(value, int | float) else f"{key:48s} {value}")
-    return 0
-
-
-def register(groups: CommandGroups) -> None:
-    """Add `bench native` to the CLI."""
-    bench = groups.bench.add_parser(
-        "native",
-        help="decode+validate and alignment events per CPU-second: Python engine vs native core",
-        description="Runs the same simulated events through the Python engine's decoder and "
-        "alignment and through the native core (Rust), and prints events per CPU-second of each "
-        "and their ratio. Needs the native extension (built by `pip install -e .`).",
-    )
-    bench.add_argument("--events", type=int, default=200_000)
-    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench.add_argument("--journeys", type=Path, help="journey definition file (default: the example)")
-    bench.set_defaults(handler=cmd_bench_native)
