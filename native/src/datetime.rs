@@ -92,9 +92,6 @@ fn rfc3339(bytes: &[u8]) -> Result<Parsed, &'static str> {
     let mut second = 0;
     let mut micros = 0;
     if bytes.get(pos) == Some(&b':') {
-        if bytes.len() < pos + 3 {
-            return Err("input is too short");
-        }
         second = two(bytes, pos + 1, "invalid character in second")?;
         if second > 59 {
             return Err("second value is outside expected range of 0-59");
@@ -155,39 +152,66 @@ fn rfc3339(bytes: &[u8]) -> Result<Parsed, &'static str> {
     Ok(Parsed::Aware((local - offset) * MICROS + micros))
 }
 
-/// A bare number of seconds (or milliseconds past the watershed); None if not a number.
-fn timestamp(bytes: &[u8]) -> Option<i64> {
-    let (negative, digits) = match bytes.first() {
-        Some(b'-') => (true, &bytes[1..]),
-        Some(b'+') => (false, &bytes[1..]),
-        _ => (false, bytes),
-    };
-    let dot = digits.iter().position(|&b| b == b'.');
-    let (whole, fraction) = match dot {
-        Some(i) => (&digits[..i], Some(&digits[i + 1..])),
-        None => (digits, None),
-    };
-    let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
-    if !all_digits(whole) || !fraction.is_none_or(all_digits) {
-        return None;
-    }
-    if whole.is_empty() && fraction.is_none_or(<[u8]>::is_empty) {
-        return None;
-    }
-    let mut value: i64 = 0;
-    for &b in whole {
-        value = value.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-    }
-    let Some(fraction) = fraction else {
-        let value = if negative { -value } else { value };
-        return Some(if value.abs() <= MS_WATERSHED { value * MICROS } else { value * 1000 });
-    };
+// Unix seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the reference's numeric range.
+const MIN_SECONDS: i64 = -62_167_219_200;
+const MAX_SECONDS: i64 = 253_402_300_799;
+// Seconds before 0001-01-01 parse, but Python's datetime has no year 0.
+const YEAR_ONE_SECONDS: i64 = -62_135_596_800;
+
+/// A bare number of seconds (or milliseconds past the watershed) as microseconds; None when the
+/// text is not a number the reference reads (then its RFC 3339 error stands).
+fn timestamp(bytes: &[u8]) -> Option<Result<i64, &'static str>> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let float: f64 = text.trim_start_matches('+').parse().ok()?;
-    let _ = fraction;
-    let seconds = if float.abs() > MS_WATERSHED as f64 { float / 1000.0 } else { float };
-    let whole = seconds.floor();
-    Some(whole as i64 * MICROS + ((seconds - whole) * 1e6).round() as i64)
+    let (seconds, micros) = if text.contains('.') {
+        // With a decimal point the whole text is read as a float (an exponent is allowed then).
+        let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+        if !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+            return None;
+        }
+        // The whole part must fit 64 bits, else the reference does not read a number at all.
+        let whole_part = unsigned.split('.').next().unwrap_or("");
+        if !whole_part.is_empty() && whole_part.parse::<i64>().is_err() {
+            return None;
+        }
+        let value: f64 = text.parse().ok()?;
+        // A decimal number past the watershed is milliseconds, and past it again microseconds.
+        // (Beyond 2e10 the reference's float arithmetic can differ in the last microseconds.)
+        let mut value = value;
+        for _ in 0..2 {
+            if value.abs() > MS_WATERSHED as f64 {
+                value /= 1000.0;
+                if value >= i64::MAX as f64 {
+                    // The reference then reads it as a time of day, and refuses it as such.
+                    return Some(Err("numeric times may not exceed 86,399 seconds"));
+                }
+            }
+        }
+        let whole = value.floor();
+        let micros = ((value - whole) * 1e6).round() as i64;
+        (whole as i64, micros)
+    } else {
+        let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value: i64 = text.parse().ok()?;
+        let magnitude = value.checked_abs()?;
+        if magnitude <= MS_WATERSHED {
+            (value, 0)
+        } else {
+            (value.div_euclid(1000), value.rem_euclid(1000) * 1000)
+        }
+    };
+    if seconds < MIN_SECONDS {
+        return Some(Err("dates before 0000 are not supported as unix timestamps"));
+    }
+    if seconds > MAX_SECONDS {
+        return Some(Err("dates after 9999 are not supported as unix timestamps"));
+    }
+    if seconds < YEAR_ONE_SECONDS {
+        return Some(Err("year 0 is out of range"));
+    }
+    Some(Ok(seconds * MICROS + micros))
 }
 
 /// Parse the text of `occurred_at`; Err is the reason pydantic appends to
@@ -197,7 +221,8 @@ pub fn parse(text: &str) -> Result<Parsed, &'static str> {
     let parsed = match rfc3339(bytes) {
         Ok(parsed) => parsed,
         Err(error) => match timestamp(bytes) {
-            Some(micros) => Parsed::Aware(micros),
+            Some(Ok(micros)) => Parsed::Aware(micros),
+            Some(Err(range)) => return Err(range),
             None => return Err(error),
         },
     };
@@ -230,6 +255,14 @@ mod tests {
         assert_eq!(micros("1700000000"), 1_700_000_000 * MICROS);
         assert_eq!(micros("20000000001"), 20_000_000_001 * 1000);
         assert_eq!(micros(".5"), 500_000);
+        assert_eq!(micros("-1.5"), -1_500_000);
+        assert_eq!(micros("1.5e3"), 1_500 * MICROS);
+        assert_eq!(parse("1e3"), Err("input is too short"));
+        assert_eq!(
+            parse("9223372036854775807"),
+            Err("dates after 9999 are not supported as unix timestamps")
+        );
+        assert_eq!(parse("-99999999999999"), Err("dates before 0000 are not supported as unix timestamps"));
         assert_eq!(parse("2024-01-01T00:00"), Ok(Parsed::Naive));
     }
 
