@@ -109,7 +109,9 @@ _datetime_text = st.one_of(
         st.sampled_from(["", ".5", ",123", ".123456", ".1234567891", ".", ".x"]),
     ),
     st.integers(-(10**13), 10**13).map(str),
-    st.integers(-(2**64), 2**64).map(str),
+    # Within 64 bits: beyond, the reference wraps some integers around (it reads
+    # "18446744073709551616" as 1970-01-01), which the native decoder refuses; see the README.
+    st.integers(-(2**63), 2**63 - 1).map(str),
     # Decimal-number strings within ±2e10 seconds (beyond that the reference's float arithmetic
     # rounds the last microseconds differently; no producer sends such timestamps as text).
     st.builds(
