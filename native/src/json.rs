@@ -252,26 +252,18 @@ impl<'a> Parser<'a> {
         self.pos += 1; // opening quote
         let content = self.pos;
         // Fast path: no escape before the closing quote, so the text is borrowed from the input.
-        let mut end = content;
-        let mut ascii = true;
-        while let Some(&b) = self.data.get(end) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
-                break;
-            }
-            ascii &= b < 0x80;
-            end += 1;
-        }
-        if self.data.get(end) == Some(&b'"') {
-            let raw = &self.data[content..end];
-            // ASCII needs no UTF-8 check (most event text is ASCII ids and names).
-            let text = if ascii {
+        let rest = &self.data[content..];
+        let stop = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+        if rest.get(stop) == Some(&b'"') {
+            let raw = &rest[..stop];
+            let text = if raw.is_ascii() {
                 // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
                 Some(unsafe { std::str::from_utf8_unchecked(raw) })
             } else {
                 std::str::from_utf8(raw).ok()
             };
             if let Some(text) = text {
-                self.pos = end + 1;
+                self.pos = content + stop + 1;
                 return Ok(Cow::Borrowed(text));
             }
         }
