@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,13 +24,9 @@ from streams.cli_common import (
 # import only argparse-level code at the top; each handler imports chDB, pydantic models, plotly or
 # structlog when it runs.
 if TYPE_CHECKING:
-    from projections.journeys import JourneyModel
-    from streams.alerting import EmbeddedAlerting
-    from streams.runner import RunStats
     from streams.settings import Settings
-    from streams.store import ClickHouseProjectionStore
 
-__all__ = ["CommandGroups", "build_parser", "main", "open_existing_store", "open_store", "run_file"]
+__all__ = ["CommandGroups", "build_parser", "main", "open_existing_store", "open_store"]
 
 # The values of streams.alerting.AlertMode, spelled out so the parser needs no import of the detector
 # (a unit test keeps them equal).
@@ -169,63 +165,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings_of(args)
 
 
-def _read_lines(source: str) -> Iterator[tuple[int, bytes]]:
-    from streams.runner import numbered_lines  # noqa: PLC0415 -- see the module comment
-
-    if source == "-":
-        yield from numbered_lines(sys.stdin.buffer)
-        return
-    try:
-        with Path(source).open("rb") as handle:
-            yield from numbered_lines(handle)
-    except OSError as error:
-        msg = f"cannot read input {source}: {error.strerror}"
-        raise TouchpathError(msg) from error
-
-
-def run_file(
-    model: JourneyModel,
-    store: ClickHouseProjectionStore,
-    source: str,
-    scenario: str = "live",
-    alerting: EmbeddedAlerting | None = None,
-) -> RunStats:
-    """Run one JSONL source through the engine into the store, with progress on stderr."""
-    from projections.engine import JourneyEngine  # noqa: PLC0415 -- see the module comment
-    from streams.progress import Progress  # noqa: PLC0415
-    from streams.runner import EmbeddedRunner, restore_state  # noqa: PLC0415
-
-    engine = JourneyEngine(model, scenario)
-    restored = restore_state(engine, store)
-    if restored:
-        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
-    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True)
-    progress = Progress(f"events from {source}")
-    stats = runner.feed(_read_lines(source), source, progress.update)
-    progress.done(stats.lines + stats.blank)
-    return stats
-
-
-def print_summary(store: ClickHouseProjectionStore, stats: RunStats, scenario: str = "live") -> None:
-    """The end-of-run summary on stdout."""
-    from streams.summary import render_table, summarise  # noqa: PLC0415 -- see the module comment
-
-    blank = f" + blank {stats.blank:,} (skipped)" if stats.blank else ""
-    print(
-        f"\nlines read {stats.lines + stats.blank:,} = accepted {stats.accepted:,} "
-        f"(of which {stats.duplicates:,} duplicates) + bad {stats.bad:,}{blank}"
-    )
-    for section in summarise(store, scenario):
-        if section.rows:
-            print(f"\n{section.title}\n{render_table(section.columns, section.rows)}")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """touchpath run."""
     import structlog  # noqa: PLC0415 -- see the module comment
 
     from streams.alerting import AlertMode, embedded_alerting  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
+    from streams.embedded_run import print_summary, run_file  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath")
     settings = _settings(args)
