@@ -44,14 +44,48 @@ def _dotted(path: Path) -> str:
     return out
 
 
+class YamlSyntaxError(DefinitionError):
+    """A YAML syntax error: `file:line:column: problem`, the offending line with a caret under the
+    column, and where the construct that could not be finished started (when YAML says)."""
+
+    def __init__(self, source: str, text: str, error: yaml.YAMLError) -> None:
+        mark = getattr(error, "problem_mark", None)
+        problem = str(getattr(error, "problem", None) or error).strip()
+        context = getattr(error, "context", None)
+        context_mark = getattr(error, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        super().__init__(source, [(line, "(yaml)", problem)])
+        lines = text.splitlines()
+        out = ["invalid definition: YAML syntax error"]
+        if mark is None:
+            out.append(f"{source}: {problem}")
+        else:
+            out += [f"{source}:{mark.line + 1}:{mark.column + 1}: {problem}", *_excerpt(lines, mark)]
+        if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+            where = f"{source}:{context_mark.line + 1}:{context_mark.column + 1}"
+            out += [f"{where}: ({context} that starts here)", *_excerpt(lines, context_mark)]
+        elif context:
+            out.append(f"  ({context})")
+        self.args = ("\n".join(out),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _excerpt(lines: list[str], mark: Any) -> list[str]:
+    """The source line of a YAML mark and a caret under its column (nothing past the end of text)."""
+    if not 0 <= mark.line < len(lines):
+        return []
+    number = f"{mark.line + 1:>5} | "
+    return [f"{number}{lines[mark.line]}", f"{' ' * (len(number) - 2)}| {' ' * mark.column}^"]
+
+
 def parse_yaml(text: str, source: str = "<string>") -> LocatedYaml:
-    """Parse YAML text; syntax errors become DefinitionError with the line yaml reported."""
+    """Parse YAML text; a syntax error becomes a YamlSyntaxError pointing at line and column."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise DefinitionError(source, [(line, "(yaml)", str(error).replace("\n", " "))]) from error
+        raise YamlSyntaxError(source, text, error) from error
     lines: dict[Path, int] = {}
     loader = yaml.SafeLoader("")
     try:

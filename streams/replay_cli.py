@@ -15,6 +15,7 @@ from streams.cli_common import (
     journeys_arg,
     open_existing_store,
     open_store,
+    require_store,
     settings_of,
 )
 
@@ -58,12 +59,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.topics import TOUCHPOINTS  # noqa: PLC0415
 
     settings = _settings(args)
+    if args.source != "kafka":
+        require_store(settings)  # it reads the live scenario's events: refuse an empty data dir first
     model = load_journeys(args.journeys)
     scenario = args.scenario
     window = window_of(args.start, args.end)
-    # From ClickHouse the replay reads the live scenario's events: it needs an existing store.
-    opener = open_store if args.source == "kafka" else open_existing_store
-    with opener(settings) as store:
+    with open_store(settings) as store:
         if args.source == "kafka":
             stats = replay_from_kafka(
                 store,
@@ -277,9 +278,17 @@ def register(groups: CommandGroups) -> None:
     replay.add_argument("--journeys", type=Path, required=True, help="journey definitions to replay with")
     replay.add_argument("--scenario", required=True, help="scenario name, e.g. checkout-v2 (not live)")
     replay.add_argument(
-        "--from", dest="start", metavar="T", help="first event time, e.g. 2026-01-05 or RFC 3339"
+        "--from",
+        dest="start",
+        metavar="T",
+        help="first event time, e.g. 2026-01-05 or RFC 3339 (default: the oldest event)",
     )
-    replay.add_argument("--to", dest="end", metavar="T", help="events before this time (exclusive)")
+    replay.add_argument(
+        "--to",
+        dest="end",
+        metavar="T",
+        help="events before this time, exclusive (default: up to the newest event)",
+    )
     replay.add_argument(
         "--source",
         choices=["clickhouse", "kafka"],
@@ -304,7 +313,9 @@ def register(groups: CommandGroups) -> None:
     compare.add_argument("base", help="the scenario to compare against, usually live")
     compare.add_argument("scenario", help="the scenario to compare")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    compare.add_argument("--html", type=Path, metavar="FILE", help="also write an offline HTML report")
+    compare.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write an offline HTML report (default: none)"
+    )
     compare.add_argument("--sample", type=int, default=12, help="changed customers to show")
     compare.add_argument(
         "--journeys",
