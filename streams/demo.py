@@ -31,6 +31,7 @@ INCIDENT_FAILURE_RATE = 0.8  # of views fail (base failure rate 1%)
 INCIDENT_HOURS = 5
 INCIDENT_AT = 16 * HOUR  # into the evening peak
 WEBHOOK_LOG = "demo-webhook.jsonl"
+DEMO_JOURNEYS = "demo-journeys.yaml"
 
 
 def demo_incident(model: JourneyModel, days: int) -> Incident:
@@ -108,6 +109,28 @@ def demo_model(model: JourneyModel, webhook: str) -> JourneyModel:
     )
 
 
+def demo_journeys_text(text: str, window_ms: int) -> str | None:
+    """The journey file as the demo ran it: the `window:` of its `alerts:` block set to the demo's
+    window (None when the block has no such line). Replays of the demo's history should start from
+    this file, or their would-be alerts are judged in other windows than live's and differ for that."""
+    lines = text.splitlines(keepends=True)
+    block_indent: int | None = None
+    for number, line in enumerate(lines):
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if block_indent is None:
+            if stripped.startswith("alerts:"):
+                block_indent = indent
+            continue
+        if stripped and not stripped.startswith("#") and indent <= block_indent:
+            return None  # the block ended without a window line
+        if stripped.startswith("window:"):
+            minutes = window_ms // MINUTE
+            lines[number] = f"{line[:indent]}window: {minutes}m  # set by touchpath demo\n"
+            return "".join(lines)
+    return None
+
+
 def _when(offset_ms: int) -> str:
     return f"{START + timedelta(milliseconds=offset_ms):%Y-%m-%d %H:%M} UTC"
 
@@ -136,11 +159,23 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     with WebhookReceiver(settings.data_dir / WEBHOOK_LOG) as receiver:
         model = demo_model(model, receiver.url)
-        window_min = model.settings.alerts.window // MINUTE
+        window_ms = model.settings.alerts.window
         print(
-            f"alerts: judged in {window_min}-minute windows (the demo's traffic is too small for shorter "
-            f"ones); teams without a webhook post to a local receiver at {receiver.url}"
+            f"alerts: judged in {window_ms // MINUTE}-minute windows (the demo's traffic is too small for "
+            f"shorter ones); teams without a webhook post to a local receiver at {receiver.url}"
         )
+        ran_with = demo_journeys_text(settings.journeys_path().read_text(encoding="utf-8"), window_ms)
+        ran_with_path = settings.data_dir / DEMO_JOURNEYS
+        ran_with_path.unlink(missing_ok=True)
+        if ran_with is not None:
+            ran_with_path.write_text(ran_with, encoding="utf-8")
+        if ran_with is not None and load_journeys(ran_with_path).settings.alerts != model.settings.alerts:
+            ran_with_path.unlink()  # other alert settings of the file conflict: no file beats a wrong one
+        elif ran_with is not None:
+            print(
+                f"journey definitions as the demo ran them: {settings.data_dir / DEMO_JOURNEYS} "
+                "(start a redesign to replay from this file, so its alerts are judged alike)"
+            )
         print("[2/4] running the events through the journey engine into chDB ...", file=sys.stderr)
         with open_store(settings) as store:
             alerting = embedded_alerting(model, store, "live", AlertMode.SEND)
