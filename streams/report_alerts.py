@@ -17,7 +17,9 @@ INCIDENTS_SQL = """WITH deliveries AS (
 SELECT a.incident_id AS incident_id, any(a.touchpoint) AS touchpoint, any(a.owner_team) AS team,
        any(a.trigger) AS trigger, min(a.incident_start) AS started,
        minIf(a.detected_at, a.action = 'open') AS opened,
-       maxIf(a.window_end, a.action = 'resolve') AS resolved_at, countIf(a.action = 'resolve') AS resolved,
+       maxIf(a.window_end, a.action = 'resolve') AS ended,
+       maxIf(a.detected_at, a.action = 'resolve') AS resolved_at,
+       countIf(a.action = 'resolve') AS resolved,
        max(a.ratio) AS peak_ratio, argMaxIf(a.summary, a.detected_at, a.action = 'open') AS summary,
        sum(ifNull(d.delivered, 0)) AS delivered, sum(ifNull(d.failed, 0)) AS failed,
        any(ifNull(d.error, '')) AS error
@@ -42,13 +44,16 @@ def alerts_html(store: ClickHouseProjectionStore, scenario: str, esc: Any) -> st
     incidents = incident_rows(store, scenario)
     if not incidents:
         return "<p class='note'>No friction incident was detected in this scenario.</p>"
+    # Times are event time: the spike's windows, and when the detector (fed in event-time order)
+    # opened and resolved the incident.
     head = (
-        "<tr><th>Touchpoint</th><th>Team</th><th>Opened</th><th>Resolved</th>"
+        "<tr><th>Touchpoint</th><th>Team</th><th>Spike (windows)</th><th>Opened</th><th>Resolved</th>"
         "<th class='num'>Peak × usual</th><th>Webhook</th><th>What the team was told</th></tr>"
     )
     body = []
     for item in incidents:
         resolved = _at(item["resolved_at"]) if item["resolved"] else "still open"
+        spike = f"{_at(item['started'])} – " + (f"{item['ended']:%H:%M} UTC" if item["resolved"] else "…")
         sent = f"{item['delivered']} delivered" + (
             f", {item['failed']} failed attempts ({item['error']})" if item["failed"] else ""
         )
@@ -56,7 +61,7 @@ def alerts_html(store: ClickHouseProjectionStore, scenario: str, esc: Any) -> st
             sent = "no destination"
         body.append(
             f"<tr><td>{esc(item['touchpoint'])}</td><td>{esc(item['team'])}</td>"
-            f"<td>{esc(_at(item['opened']))}</td><td>{esc(resolved)}</td>"
+            f"<td>{esc(spike)}</td><td>{esc(_at(item['opened']))}</td><td>{esc(resolved)}</td>"
             f"<td class='num'>{item['peak_ratio']:.1f}×</td><td>{esc(sent)}</td>"
             f"<td class='summary'>{esc(item['summary'])}</td></tr>"
         )
