@@ -32,10 +32,12 @@ __all__ = ["CommandGroups", "build_parser", "main", "open_existing_store", "open
 # (a unit test keeps them equal).
 ALERT_MODES = ("send", "record", "off")
 
-EPILOG = """Settings come from TOUCHPATH_* environment variables: TOUCHPATH_DATA_DIR (embedded chDB
-data dir, default ./touchpath-data), TOUCHPATH_CLICKHOUSE_URL (use a ClickHouse server instead,
-e.g. http://default:@localhost:8123/default), TOUCHPATH_JOURNEYS (journey file; default: the
-shipped example), TOUCHPATH_LOG_LEVEL."""
+EPILOG = (
+    "Settings come from TOUCHPATH_* environment variables: TOUCHPATH_DATA_DIR (embedded chDB data dir, "
+    "default ./touchpath-data), TOUCHPATH_CLICKHOUSE_URL (use a ClickHouse server instead, e.g. "
+    "http://default:@localhost:8123/default), TOUCHPATH_JOURNEYS (journey file; default: the shipped "
+    "example), TOUCHPATH_LOG_LEVEL. `touchpath COMMAND --help` explains a command and its options."
+)
 
 
 # Feature modules with a `register(groups: CommandGroups) -> None` that adds their subcommands;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +23,19 @@ DEFAULT_DATA_DIR = "./touchpath-data"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions keep their line breaks; every option's help ends with its default.
+    """Descriptions keep their line breaks and wrap to the terminal; every option's help ends with
+    its default.
 
     argparse's ArgumentDefaultsHelpFormatter also prints `(default: None)` and `(default: False)`;
     here options without a value of their own say where the default comes from in their help text
     (e.g. an environment variable), and flags are off unless given.
     """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) if line else ""
+            for line in text.splitlines()
+        )
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
