@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a query parameter, repeatable (default: none)",
     )
-    sql.set_defaults(handler=cmd_sql)
+    sql.set_defaults(handler=cmd_sql, logs=False)  # prints results only: no structlog to load
 
     journeys = sub.add_parser("journeys", help="work with journey definition files")
     journeys_sub = journeys.add_subparsers(dest="journeys_command", required=True, metavar="ACTION")
@@ -290,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from streams.settings import Settings  # noqa: PLC0415
 
     try:
-        configure_logging(Settings().log_level)
+        if getattr(args, "logs", True):
+            configure_logging(Settings().log_level)
         code: int = args.handler(args)
         return code
     except DefinitionError as error:
