@@ -16,25 +16,49 @@ M = TypeVar("M", bound=BaseModel)
 class LocatedYaml:
     """Parsed YAML data with the source line (1-based) of every mapping key and sequence item."""
 
-    def __init__(self, data: Any, lines: dict[Path, int], source: str) -> None:
+    def __init__(
+        self,
+        data: Any,
+        lines: dict[Path, int],
+        source: str,
+        text: str = "",
+        columns: dict[Path, int] | None = None,
+    ) -> None:
         self.data = data
         self.lines = lines
         self.source = source
+        self.text = text
+        self.columns = columns if columns is not None else {}
 
     def line_of(self, path: Path) -> int | None:
         """The line of the deepest known prefix of path (a missing key points at its parent)."""
+        return self.position_of(path)[0]
+
+    def position_of(self, path: Path) -> tuple[int | None, int | None]:
+        """(line, column), 1-based, of the deepest known prefix of path."""
         for cut in range(len(path), -1, -1):
             line = self.lines.get(tuple(path[:cut]))
             if line is not None:
-                return line
-        return None
+                return line, self.columns.get(tuple(path[:cut]))
+        return None, None
 
     def error(self, problems: list[tuple[Path, str]]) -> DefinitionError:
-        """A DefinitionError listing each (path, message) with its line."""
-        return DefinitionError(
+        """A DefinitionError listing each (path, message) with its line; its message also gives the
+        column and shows the offending line of the file."""
+        located = [(path, self.position_of(path), message) for path, message in problems]
+        error = DefinitionError(
             self.source,
-            [(self.line_of(path), _dotted(path) or "(top)", message) for path, message in problems],
+            [(line, _dotted(path) or "(top)", message) for path, (line, _), message in located],
         )
+        lines = self.text.splitlines()
+        out = ["invalid definition"]
+        for path, (line, column), message in located:
+            where = f"{line if line is not None else '?'}" + (f":{column}" if column else "")
+            out.append(f"{self.source}:{where}: {_dotted(path) or '(top)'}: {message}")
+            if line is not None and column:
+                out += _excerpt_at(lines, line - 1, column - 1)
+        error.args = ("\n".join(out),)
+        return error
 
 
 def _dotted(path: Path) -> str:
@@ -74,10 +98,15 @@ class YamlSyntaxError(DefinitionError):
 
 def _excerpt(lines: list[str], mark: Any) -> list[str]:
     """The source line of a YAML mark and a caret under its column (nothing past the end of text)."""
-    if not 0 <= mark.line < len(lines):
+    return _excerpt_at(lines, mark.line, mark.column)
+
+
+def _excerpt_at(lines: list[str], line: int, column: int) -> list[str]:
+    """Line `line` (0-based) of the text and a caret under `column` (0-based)."""
+    if not 0 <= line < len(lines):
         return []
-    number = f"{mark.line + 1:>5} | "
-    return [f"{number}{lines[mark.line]}", f"{' ' * (len(number) - 2)}| {' ' * mark.column}^"]
+    number = f"{line + 1:>5} | "
+    return [f"{number}{lines[line]}", f"{' ' * (len(number) - 2)}| {' ' * column}^"]
 
 
 def parse_yaml(text: str, source: str = "<string>") -> LocatedYaml:
@@ -87,25 +116,32 @@ def parse_yaml(text: str, source: str = "<string>") -> LocatedYaml:
     except yaml.YAMLError as error:
         raise YamlSyntaxError(source, text, error) from error
     lines: dict[Path, int] = {}
+    columns: dict[Path, int] = {}
     loader = yaml.SafeLoader("")
     try:
-        data = _build(node, (), lines, loader) if node is not None else None
+        data = _build(node, (), (lines, columns), loader) if node is not None else None
     finally:
         loader.dispose()
-    return LocatedYaml(data, lines, source)
+    return LocatedYaml(data, lines, source, text, columns)
 
 
-def _build(node: yaml.Node, path: Path, lines: dict[Path, int], loader: yaml.SafeLoader) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
+def _build(
+    node: yaml.Node, path: Path, where: tuple[dict[Path, int], dict[Path, int]], loader: yaml.SafeLoader
+) -> Any:
+    lines, columns = where
+    if path not in lines:
+        lines[path] = node.start_mark.line + 1
+        columns[path] = node.start_mark.column + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, (*path, key), lines, loader)
+            columns[(*path, key)] = key_node.start_mark.column + 1
+            out[key] = _build(value_node, (*path, key), where, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, index), lines, loader) for index, item in enumerate(node.value)]
+        return [_build(item, (*path, index), where, loader) for index, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

@@ -160,3 +160,19 @@ def test_progress_final_line_after_new_work_is_printed(monkeypatch: pytest.Monke
         "events from x: 500",
         "events from x: 620",
     ]
+
+
+def test_invalid_field_points_at_line_and_column_with_the_text(tmp_path: Path) -> None:
+    """A valid YAML file with a wrong field names file:line:column and shows that line with a caret."""
+    path = tmp_path / "bad-field.yaml"
+    path.write_text(
+        "registry:\n  teams: [{id: a}]\n  touchpoints:\n    - {id: web.x, channel: web, owner: a}\n"
+        "personas:\n  - {id: p, colour: red}\ndefault_persona: p\njourneys: []\n"
+    )
+    with pytest.raises(DefinitionError) as caught:
+        load_journeys(path)
+    lines = str(caught.value).splitlines()
+    at = lines.index(f"{path}:6:13: personas[0].colour: Extra inputs are not permitted")
+    assert lines[at + 1] == "    6 |   - {id: p, colour: red}"
+    assert lines[at + 2] == "      |             ^"
+    assert (6, "personas[0].colour", "Extra inputs are not permitted") in caught.value.problems
