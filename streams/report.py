@@ -451,7 +451,7 @@ def sankey_figure(
                 "label": data.labels,
                 "color": data.colours,
                 "customdata": _node_hover(data),
-                "pad": 12,
+                "pad": 16,  # room between small nodes for their two-line labels
                 "thickness": 14,
                 "line": {"width": 0},
                 "hovertemplate": "%{label}: %{value:,} instances<br>%{customdata}<extra></extra>",
@@ -469,9 +469,9 @@ def sankey_figure(
     )
     figure.update_layout(
         title=title,
-        height=560,
+        height=640,
         font={"size": 11},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 10, "r": 10, "t": 50, "b": 34},  # the lowest nodes' second label line
     )
     return figure
 
