@@ -10,6 +10,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from events.registry import Destination
 from projections.journeys import JourneyModel
@@ -17,8 +18,12 @@ from streams.alerting import AlertMode, embedded_alerting
 from streams.cli_common import open_store
 from streams.definitions import load_journeys
 from streams.embedded_run import print_summary, run_file
+from streams.report_alerts import incident_rows
 from streams.settings import Settings
 from streams.simulator import DAY, HOUR, MINUTE, START, Incident, SimulationConfig, simulate, truth_lines
+
+if TYPE_CHECKING:
+    from streams.store import ClickHouseProjectionStore
 
 # The demo's 2,000 customers make about 8 product-page views an hour: too few for the shipped
 # 5-minute alert windows (the detector wants >= 10 events and >= 4 signals in the judged windows
@@ -131,6 +136,23 @@ def demo_journeys_text(text: str, window_ms: int) -> str | None:
     return None
 
 
+def incident_lines(store: ClickHouseProjectionStore) -> list[str]:
+    """Every friction incident stored for live, this run's or an earlier one's (a second demo on the
+    same data dir finds its events already processed and opens nothing new)."""
+    incidents = incident_rows(store)
+    if not incidents:
+        return ["friction incidents in this data dir: none"]
+    out = [f"friction incidents in this data dir: {len(incidents)}"]
+    for item in incidents:
+        state = f"resolved ({item['ended']:%H:%M} UTC)" if item["resolved"] else "still open"
+        out.append(
+            f"  {item['touchpoint']} (team {item['team']}): spike from {item['started']:%Y-%m-%d %H:%M} UTC, "
+            f"{state}, peak {item['peak_ratio']:.0f}x the usual rate; {item['delivered']} webhook "
+            f"deliveries, {item['failed']} failed attempts"
+        )
+    return out
+
+
 def _when(offset_ms: int) -> str:
     return f"{START + timedelta(milliseconds=offset_ms):%Y-%m-%d %H:%M} UTC"
 
@@ -185,6 +207,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             if alerting is not None:
                 print("\n" + "\n".join(alerting.finish(store).lines()))
             print(f"webhook: the local receiver got {receiver.received} alert(s) -> {receiver.log_path}")
+            print("\n".join(incident_lines(store)))
             print("[4/4] writing the HTML report ...", file=sys.stderr)
             from streams.report import write_report  # noqa: PLC0415 -- plotly loads only for reports
 

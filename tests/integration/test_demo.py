@@ -25,6 +25,8 @@ def test_demo_opens_and_resolves_the_injected_incident_and_delivers_it(
     assert "injected incident: web.product_page fails for 80% of customers" in out
     assert "alerts: 2 incidents opened, 2 resolved" in out
     assert "webhook: the local receiver got 4 alert(s)" in out
+    assert "friction incidents in this data dir: 2" in out
+    assert "web.product_page (team ecommerce): spike from 2026-01-15 16:00 UTC, resolved (21:00 UTC)" in out
     for stage in ("[1/4] simulating", "[2/4] running", "[3/4] summarising", "[4/4] writing"):
         assert stage in err
     received = [json.loads(line) for line in (data_dir / "demo-webhook.jsonl").read_text().splitlines()]
@@ -63,3 +65,19 @@ def test_blank_lines_are_counted_in_the_lines_read(
     assert main(["run", "--input", str(source), "--data-dir", str(tmp_path / "data"), "--alerts", "off"]) == 0
     out = capsys.readouterr().out
     assert "lines read 5 = accepted 3 (of which 0 duplicates) + bad 0 + blank 2 (skipped)" in out
+
+
+def test_a_second_demo_on_the_same_data_dir_still_shows_the_incident(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Re-running `make demo` finds its events already processed (nothing new is opened or sent), and
+    still lists the incident the data dir holds instead of a bare '0 incidents opened'."""
+    argv = ["demo", "--customers", "2000", "--days", "14", "--seed", "7", "--data-dir", str(tmp_path / "d")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "alerts: 0 incidents opened" in out
+    assert "webhook: the local receiver got 0 alert(s)" in out
+    assert "friction incidents in this data dir: 2" in out
+    assert "web.product_page (team ecommerce)" in out
