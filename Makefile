@@ -4,10 +4,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo test lint bench clean
 
+# pip's own progress (downloads, builds) stays visible: a first install takes a minute or two.
 install:
-	$(PY) -m pip install -q -e '.[dev]'
+	@echo "==> installing touchpath and its dependencies (pip install -e '.[dev]'; the first time takes 1-2 min)"
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	@echo "==> installed: $$(command -v touchpath)"
 
 demo: install
+	@echo "==> touchpath demo: simulate 2,000 customers over 14 days, run them, summarise, write the report"
 	touchpath demo --customers 2000 --days 14 --seed 7 --data-dir ./touchpath-data
 
 test:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from events.errors import TouchpathError
-from projections.alerts import slack_payload, test_alert
-from streams.definitions import load_journeys
-from streams.delivery import DeliveryJob, Outcome, RetryPolicy, WebhookDelivery, redact_url
-from streams.settings import Settings
-from streams.summary import render_table
+from streams.cli_common import data_dir_arg, journeys_arg, open_existing_store, settings_of
+
+# Light at import: the parser of every command is built before any handler runs (streams.cli);
+# handlers import the detector, the webhook delivery and the store when they run.
 
 LIST_SQL = """SELECT a.detected_at AS detected_at, a.action AS action, a.touchpoint AS touchpoint,
        a.owner_team AS team, a.trigger AS trigger, a.window_start AS window_start,
@@ -46,12 +42,14 @@ def register(groups: Any) -> None:
     )
     sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="the latest alerts, with their delivery status")
-    listing.add_argument("--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR)")
-    listing.add_argument("--scenario", default="live")
-    listing.add_argument("--team", default="", help="only alerts routed to this team")
-    listing.add_argument("--touchpoint", default="", help="only alerts of this touchpoint")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--format", choices=["table", "json"], default="table")
+    data_dir_arg(listing)
+    listing.add_argument("--scenario", default="live", help="the scenario whose alerts to list")
+    listing.add_argument("--team", default="", help="only alerts routed to this team (default: every team)")
+    listing.add_argument(
+        "--touchpoint", default="", help="only alerts of this touchpoint (default: every touchpoint)"
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many alerts, newest first")
+    listing.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     listing.set_defaults(handler=cmd_alerts_list)
 
     test = sub.add_parser(
@@ -61,9 +59,9 @@ def register(groups: Any) -> None:
         "team, with the usual retries, and prints every attempt. Exit code 1 if any destination did "
         "not accept it. Nothing is written to the data dir.",
     )
-    test.add_argument("team")
-    test.add_argument("--journeys", type=Path, help="journey definition file (default: TOUCHPATH_JOURNEYS)")
-    test.add_argument("--attempts", type=int, default=3, help="attempts per destination (default 3)")
+    test.add_argument("team", help="team id from the registry")
+    journeys_arg(test)
+    test.add_argument("--attempts", type=int, default=3, help="attempts per destination")
     test.set_defaults(handler=cmd_alerts_test)
 
     bench = groups.bench.add_parser(
@@ -74,26 +72,17 @@ def register(groups: Any) -> None:
         "detector, and prints incidents detected / injected, detection delay in windows, alerts per "
         "incident and false alarms. Asserts nothing.",
     )
-    bench.add_argument("--customers", type=int, default=60_000)
-    bench.add_argument("--days", type=int, default=7)
-    bench.add_argument("--seed", type=int, default=21)
-    bench.add_argument("--journeys", type=Path, help="journey definition file (default: TOUCHPATH_JOURNEYS)")
+    bench.add_argument("--customers", type=int, default=60_000, help="simulated customers")
+    bench.add_argument("--days", type=int, default=7, help="simulated days")
+    bench.add_argument("--seed", type=int, default=21, help="random seed")
+    journeys_arg(bench)
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=cmd_bench_alerts)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "journeys", None) is not None:
-        overrides["journeys"] = args.journeys
-    return Settings().model_copy(update=overrides)
-
-
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     """touchpath alerts list."""
-    from streams.cli import open_store  # noqa: PLC0415 -- the CLI module imports this one
+    from streams.summary import render_table  # noqa: PLC0415 -- light imports at the top
 
     parameters = {
         "scenario": args.scenario,
@@ -101,7 +90,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         "touchpoint": args.touchpoint,
         "limit": args.limit,
     }
-    with open_store(_settings(args)) as store:
+    with open_existing_store(settings_of(args)) as store:
         columns, rows = store.query(LIST_SQL, parameters)
     if args.format == "json":
         for row in rows:
@@ -115,7 +104,19 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 def cmd_alerts_test(args: argparse.Namespace) -> int:
     """touchpath alerts test TEAM."""
-    model = load_journeys(_settings(args).journeys_path())
+    import orjson  # noqa: PLC0415 -- light imports at the top
+
+    from projections.alerts import slack_payload, test_alert  # noqa: PLC0415
+    from streams.definitions import load_journeys  # noqa: PLC0415
+    from streams.delivery import (  # noqa: PLC0415
+        DeliveryJob,
+        Outcome,
+        RetryPolicy,
+        WebhookDelivery,
+        redact_url,
+    )
+
+    model = load_journeys(settings_of(args).journeys_path())
     team = model.registry.team(args.team)
     if team is None:
         known = ", ".join(sorted(item.id for item in model.registry.teams))
@@ -155,8 +156,9 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
 def cmd_bench_alerts(args: argparse.Namespace) -> int:
     """touchpath bench alerts."""
     from streams.alerts_bench import bench_alerts, render  # noqa: PLC0415 -- only for this command
+    from streams.definitions import load_journeys  # noqa: PLC0415
 
-    model = load_journeys(_settings(args).journeys_path())
+    model = load_journeys(settings_of(args).journeys_path())
     figures = bench_alerts(model, customers=args.customers, days=args.days, seed=args.seed)
     print(json.dumps(figures, indent=2) if args.json else render(figures))
     return 0

@@ -20,7 +20,9 @@ IDENTITY_TABLES = (
     schema.DELIGHT_SIGNALS,
     schema.SUPPORT_ATTRIBUTION,
 )
-IGNORED_COLUMNS = frozenset({"scenario", "version", "is_deleted"})  # versions count revisions, not content
+# Row versions count revisions, not content; a redesign bumps `journey_version` on every row of its
+# journey, which would make every such row "differ" and hide the rows whose content really changed.
+IGNORED_COLUMNS = frozenset({"scenario", "version", "is_deleted", "journey_version"})
 
 CONFORMANCE_SQL = """SELECT persona, journey_id, arraySort(groupUniqArray(journey_version)) AS versions,
        count() AS instances, countIf(cost = 0) AS conformant, avg(fitness) AS mean_fitness,
@@ -258,11 +260,13 @@ class InstanceChanges:
 
 @dataclass(frozen=True, slots=True)
 class TableIdentity:
-    """Rows of one table found in one scenario and not the other (ignoring scenario and version)."""
+    """Rows of one table found in one scenario and not the other (ignoring scenario and versions),
+    and for a table with such rows, per column: rows whose value in that column differs."""
 
     table: str
     only_base: int
     only_other: int
+    columns: tuple[tuple[str, int], ...] = ()  # (column, rows whose value differs), most first
 
 
 @dataclass(slots=True)
@@ -371,7 +375,12 @@ class Comparison:
                 ],
             },
             "tables": [
-                {"table": t.table, "only_base": t.only_base, "only_scenario": t.only_other}
+                {
+                    "table": t.table,
+                    "only_base": t.only_base,
+                    "only_scenario": t.only_other,
+                    "columns": dict(t.columns),
+                }
                 for t in self.tables
             ],
             "quarantined": {"base": self.quarantined[0], "scenario": self.quarantined[1]},
@@ -566,8 +575,40 @@ def read_table_identity(store: ClickHouseProjectionStore, base: str, other: str)
             f" (SELECT count() FROM ({side('other')} EXCEPT ALL {side('base')}))"
         )
         _, rows = store.query(sql, {"base": base, "other": other})
-        out.append(TableIdentity(table.name, int(rows[0][0]), int(rows[0][1])))
+        only_base, only_other = int(rows[0][0]), int(rows[0][1])
+        differing = _differing_columns(store, table, base, other) if only_base or only_other else ()
+        out.append(TableIdentity(table.name, only_base, only_other, differing))
     return out
+
+
+def _differing_columns(
+    store: ClickHouseProjectionStore, table: schema.Table, base: str, other: str
+) -> tuple[tuple[str, int], ...]:
+    """Per compared column: rows of the base whose value differs from the other scenario's row with the
+    same key (or that have no such row), so a reader sees e.g. that only cost and fitness changed."""
+    key = [name for name in table.order_by if name not in IGNORED_COLUMNS]
+    if "idx" in key:
+        # Rows numbered within their instance: one removed deviation renumbers every later one, so
+        # per-column counts would mostly count the renumbering.
+        return ()
+    out = []
+    for column in table.column_names:
+        if column in IGNORED_COLUMNS or column in key:
+            continue
+        cols = ", ".join([*key, column])
+
+        def side(scenario: str, cols: str = cols) -> str:
+            return f"SELECT {cols} FROM {table.name} FINAL WHERE scenario = {{{scenario}:String}}"
+
+        count = int(
+            store.scalar(
+                f"SELECT count() FROM ({side('base')} EXCEPT ALL {side('other')})",
+                {"base": base, "other": other},
+            )
+        )
+        if count:
+            out.append((column, count))
+    return tuple(sorted(out, key=lambda item: (-item[1], item[0])))
 
 
 def compare_scenarios(
@@ -674,9 +715,13 @@ def render_text(comparison: Comparison, limit: int = 15) -> str:
     differing = [t for t in c.tables if t.only_base or t.only_other]
     if differing:
         counts = ", ".join(f"{t.table} -{t.only_base:,}/+{t.only_other:,}" for t in differing)
-        out.append(f"\nRows that differ (ignoring versions): {counts}")
+        out.append(f"\nRows that differ (ignoring row and journey versions): {counts}")
+        for t in differing:
+            if t.columns:
+                per_column = ", ".join(f"{name} {count:,}" for name, count in t.columns)
+                out.append(f"  {t.table}: differing values per column: {per_column}")
     else:
-        out.append("\nRows identical in every projection table (ignoring versions)")
+        out.append("\nRows identical in every projection table (ignoring row and journey versions)")
     if c.quarantined != (0, 0):
         out.append(f"Quarantined input: {c.quarantined[0]:,} in {c.base}, {c.quarantined[1]:,} in {c.other}")
     return "\n".join(out)

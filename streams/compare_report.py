@@ -11,7 +11,14 @@ from plotly.subplots import make_subplots
 
 from projections.journey_diff import ChangeKind, JourneyDiff
 from projections.journeys import JourneyModel
-from streams.compare import Comparison, Conformance, ConformanceChange, CustomerChange, InstanceView
+from streams.compare import (
+    Comparison,
+    Conformance,
+    ConformanceChange,
+    CustomerChange,
+    FrictionChange,
+    InstanceView,
+)
 from streams.report import (
     CSS,
     KIND_COLOURS,
@@ -46,6 +53,8 @@ ul.changes li.warn { color: #b03a2e; font-weight: 600; }
 table.sample td.path { font-family: ui-monospace, monospace; font-size: 12px; }
 td.side { color: #555; white-space: nowrap; }
 tr.changed td:not(:first-child) { background: #fff4e0; }
+p.note.unchanged { color: #666; font-style: italic; }
+details.flows > summary { cursor: pointer; font-size: 15px; margin: 10px 0; color: #2a6fdb; }
 """
 
 
@@ -91,13 +100,17 @@ def conformance_figure(comparison: Comparison) -> go.Figure:
         return _empty("No journey instances in either scenario", title)
     labels = [esc(f"{c.persona} · {c.journey}") for c in rows]
     figure = make_subplots(
-        rows=1, cols=2, subplot_titles=["conformant instances (%)", "mean fitness"], horizontal_spacing=0.08
+        rows=1,
+        cols=2,
+        subplot_titles=["conformant instances (%, axis from 0)", "mean fitness (axis from 0)"],
+        horizontal_spacing=0.08,
     )
     for which, (name, colour) in enumerate(
         ((comparison.base, BASE_COLOUR), (comparison.other, OTHER_COLOUR))
     ):
         rates = [round(100 * _side(c, which).rate, 1) for c in rows]
         fitness = [round(_side(c, which).mean_fitness, 3) for c in rows]
+        fitness_text = [f"{value:.3f}" for value in fitness]
         versions = [",".join(map(str, _side(c, which).versions)) or "-" for c in rows]
         figure.add_trace(
             go.Bar(x=labels, y=rates, name=esc(name), marker_color=colour, text=[f"{r}%" for r in rates],
@@ -107,14 +120,16 @@ def conformance_figure(comparison: Comparison) -> go.Figure:
             row=1, col=1,
         )  # fmt: skip
         figure.add_trace(
-            go.Bar(x=labels, y=fitness, name=esc(name), marker_color=colour, text=fitness,
+            go.Bar(x=labels, y=fitness, name=esc(name), marker_color=colour, text=fitness_text,
                    textposition="outside", showlegend=False, legendgroup=name,
                    hovertemplate="%{x}<br>mean fitness %{y}<extra>" + esc(name) + "</extra>"),
             row=1, col=2,
         )  # fmt: skip
-    low = min(min(c.base.mean_fitness, c.other.mean_fitness) for c in rows)
-    figure.update_yaxes(range=[0, 105], row=1, col=1)
-    figure.update_yaxes(range=[max(0.0, low - 0.05), 1.0], row=1, col=2)
+    # Both axes start at 0: a change of 0.001 in fitness must not look like a landslide; the labels
+    # carry the exact values (and are drawn above the plot area when they need to).
+    figure.update_traces(cliponaxis=False)
+    figure.update_yaxes(range=[0, 112], tickvals=[0, 20, 40, 60, 80, 100], row=1, col=1)
+    figure.update_yaxes(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], row=1, col=2)
     figure.update_layout(
         title=title,
         barmode="group",
@@ -140,8 +155,14 @@ def deviation_steps_figure(comparison: Comparison, models: tuple[JourneyModel, J
     deviations = [d for d in comparison.deviations if d.base or d.other]
     if not deviations:
         return _empty("No deviations in either scenario", title)
-    personas = [p for p in models[1].personas if any(d.persona == p for d in deviations)]
-    personas += sorted({d.persona for d in deviations} - set(personas))
+    # Lead with what changed: personas whose deviation counts are the same in both are left out
+    # (the page names them).
+    changed = {d.persona for d in deviations if d.delta}
+    if not changed:
+        return _empty("No step's deviation counts change", title)
+    deviations = [d for d in deviations if d.persona in changed]
+    personas = [p for p in models[1].personas if p in changed]
+    personas += sorted(changed - set(personas))
     kinds = [k for k in KIND_COLOURS if any(d.kind == k for d in deviations)]
     kinds += sorted({d.kind for d in deviations} - set(kinds))
     counts: dict[tuple[str, str, str, str], int] = defaultdict(int)  # (persona, step, side, kind)
@@ -178,7 +199,9 @@ def deviation_steps_figure(comparison: Comparison, models: tuple[JourneyModel, J
         barmode="stack",
         height=250 + 300 * len(personas),
         template="plotly_white",
-        legend={"orientation": "h", "y": -0.03, "yanchor": "top", "x": 0, "xanchor": "left"},
+        # Right of the plots: below them it covered the step names of the last persona's axis, above
+        # them the first persona's title.
+        legend={"orientation": "v", "y": 1.0, "yanchor": "top", "x": 1.01, "xanchor": "left"},
         margin={"l": 50, "r": 10, "t": 80, "b": 60},
     )
     figure.update_yaxes(title_text="deviations")
@@ -200,7 +223,8 @@ def deviation_delta_figure(comparison: Comparison) -> go.Figure:
             orientation="h",
             marker_color=[WORSE if d.delta > 0 else BETTER for d in moved],
             text=[f"{d.delta:+,} ({d.status})" for d in moved],
-            textposition="auto",
+            textposition="outside",
+            cliponaxis=False,
             customdata=[[d.base, d.other] for d in moved],
             hovertemplate="%{y}<br>%{customdata[0]:,} → %{customdata[1]:,}<extra></extra>",
         )
@@ -209,19 +233,46 @@ def deviation_delta_figure(comparison: Comparison) -> go.Figure:
         title=title,
         height=140 + 28 * len(moved),
         template="plotly_white",
-        xaxis={"title": "change in deviations (red: more, green: fewer)", "zeroline": True},
+        xaxis={
+            "title": "change in deviations (red: more, green: fewer)",
+            "zeroline": True,
+            "range": _padded_range([d.delta for d in moved]),
+        },
         yaxis={"automargin": True},
-        margin={"l": 10, "r": 10, "t": 50, "b": 50},
+        margin={"l": 10, "r": 40, "t": 50, "b": 50},
     )
     return figure
 
 
+def _same_personas(comparison: Comparison, models: tuple[JourneyModel, JourneyModel]) -> list[str]:
+    """Personas whose deviation counts are the same in both scenarios (left out of the step chart)."""
+    changed = {d.persona for d in comparison.deviations if d.delta}
+    seen = {d.persona for d in comparison.deviations if d.base or d.other}
+    return [p for p in dict.fromkeys([*models[1].personas, *sorted(seen)]) if p in seen and p not in changed]
+
+
+def _padded_range(values: list[int]) -> list[float]:
+    """An x range from the smallest to the largest value (and 0), with room beyond both ends for the
+    labels drawn outside the bars (a label like '+1 (more)' was cut at the edge)."""
+    low, high = min(0, *values), max(0, *values)
+    pad = max(1.0, 0.45 * (high - low))
+    return [low - (pad if low < 0 else 0.1 * pad), high + (pad if high > 0 else 0.1 * pad)]
+
+
+def _friction_changed(change: FrictionChange) -> bool:
+    return (round(change.base_weight, 1), change.base_signals) != (
+        round(change.other_weight, 1),
+        change.other_signals,
+    )
+
+
 def friction_figure(comparison: Comparison) -> go.Figure:
-    """Friction weight per touchpoint (with owning team), base and scenario side by side."""
-    title = "Friction by touchpoint (weighted signals)"
-    rows = [f for f in comparison.friction if f.base_weight or f.other_weight]
+    """Friction weight per touchpoint whose friction changed (with owning team), base and scenario side by
+    side; unchanged touchpoints are left out (friction_html names how many)."""
+    title = "Friction by touchpoint whose friction changes (weighted signals)"
+    rows = [f for f in comparison.friction if _friction_changed(f)]
     if not rows:
-        return _empty("No friction signals in either scenario", title)
+        return _empty("Friction is the same at every touchpoint", title, height=160)
     rows = list(reversed(rows))  # heaviest at the top
     labels = [esc(f"{f.touchpoint} · {f.owner_team}") for f in rows]
     # Horizontal groups stack their first trace lowest: add the scenario first so base sits on top.
@@ -268,17 +319,28 @@ def instance_changes_figure(comparison: Comparison) -> go.Figure:
     )
     statuses = [s for s in STATUSES if any(s in key for key in changes.transitions)]
     statuses += sorted({s for key in changes.transitions for s in key} - set(statuses))
-    z = [[changes.transitions.get((b, s), 0) for s in statuses] for b in statuses]
+    counts = [[changes.transitions.get((b, s), 0) for s in statuses] for b in statuses]
+    # The diagonal (status kept) is most instances: shown as a number, not as colour, so the cells of
+    # instances that change status stand out.
+    z = [
+        [0 if b == s else n for s, n in zip(statuses, row, strict=True)]
+        for b, row in zip(statuses, counts, strict=True)
+    ]
     figure.add_trace(
         go.Heatmap(
             z=z,
+            zmin=0,
+            zmax=max(1, *(n for row in z for n in row)),  # all kept: every cell pale, not mid-blue
             x=[esc(s) for s in statuses],
             y=[esc(s) for s in statuses],
-            text=[[f"{v:,}" for v in row] for row in z],
+            text=[
+                [f"{n:,} kept" if b == s else f"{n:,}" for s, n in zip(statuses, row, strict=True)]
+                for b, row in zip(statuses, counts, strict=True)
+            ],
             texttemplate="%{text}",
             colorscale="Blues",
             showscale=False,
-            hovertemplate="%{y} → %{x}: %{z:,} instances<extra></extra>",
+            hovertemplate="%{y} → %{x}: %{text} instances<extra></extra>",
         ),
         row=1,
         col=1,
@@ -309,9 +371,9 @@ def instance_changes_figure(comparison: Comparison) -> go.Figure:
 def alerts_figure(comparison: Comparison) -> go.Figure:
     """Alerts that would have fired per touchpoint in each scenario."""
     title = "Alerts per touchpoint"
-    rows = [a for a in comparison.alerts or [] if a.base or a.other]
+    rows = [a for a in comparison.alerts or [] if a.base != a.other]
     if not rows:
-        return _empty("No alerts in either scenario", title, height=180)
+        return _empty("The same alerts per touchpoint in both scenarios", title, height=160)
     rows.reverse()
     labels = [esc(a.touchpoint or "(all)") for a in rows]
     figure = go.Figure(
@@ -357,20 +419,39 @@ def cards_html(comparison: Comparison) -> str:
         sum(f.other_weight for f in comparison.friction),
     )
     (b_inst, b_rate, b_fit), (o_inst, o_rate, o_fit) = totals
-    changed = comparison.instances
+    i = comparison.instances
+    # (value, label, delta, changed): the changed figures lead, the unchanged ones go in one line aside.
     cards = [
-        (f"{b_inst:,} → {o_inst:,}", "journey instances", _delta(b_inst, o_inst, ",.0f", None)),
+        (f"{i.customers_changed:,}", f"of {i.customers:,} customers change", "", i.customers_changed > 0),
+        (f"{i.cost_down:,} / {i.cost_up:,}", "instances cheaper / costlier", "",
+         bool(i.cost_down or i.cost_up)),
+        (f"{i.status_changed:,}", "instances change status", "", i.status_changed > 0),
+        (f"{deviations[0]:,} → {deviations[1]:,}", "deviations", _delta(*deviations, ",.0f", False),
+         deviations[0] != deviations[1]),
         (f"{100 * b_rate:.1f}% → {100 * o_rate:.1f}%", "conformant",
-         _delta(100 * b_rate, 100 * o_rate, ".1f", True)),
-        (f"{b_fit:.3f} → {o_fit:.3f}", "mean fitness", _delta(b_fit, o_fit, ".3f", True)),
-        (f"{deviations[0]:,} → {deviations[1]:,}", "deviations", _delta(*deviations, ",.0f", False)),
-        (f"{friction[0]:,.0f} → {friction[1]:,.0f}", "friction weight", _delta(*friction, ",.0f", False)),
-        (f"{changed.customers_changed:,}", f"of {changed.customers:,} customers change", ""),
+         _delta(100 * b_rate, 100 * o_rate, ".1f", True), round(b_rate, 3) != round(o_rate, 3)),
+        (f"{b_fit:.3f} → {o_fit:.3f}", "mean fitness", _delta(b_fit, o_fit, ".3f", True),
+         round(b_fit, 3) != round(o_fit, 3)),
+        (f"{b_inst:,} → {o_inst:,}", "journey instances", _delta(b_inst, o_inst, ",.0f", None),
+         b_inst != o_inst),
+        (f"{friction[0]:,.0f} → {friction[1]:,.0f}", "friction weight", _delta(*friction, ",.0f", False),
+         round(friction[0]) != round(friction[1])),
     ]  # fmt: skip
-    return "<div class='cards'>" + "".join(
+    shown = "".join(
         f"<div class='card'><b>{esc(value)}</b><span>{esc(label)}</span>{delta}</div>"
-        for value, label, delta in cards
-    ) + "</div>"  # fmt: skip
+        for value, label, delta, changed in cards
+        if changed
+    )
+    same = [f"{label} {value.split(' → ')[0]}" for value, label, _, changed in cards if not changed]
+    aside = f"<p class='note unchanged'>Unchanged: {esc(' · '.join(same))}.</p>" if same else ""
+    return (f"<div class='cards'>{shown}</div>" if shown else "") + aside
+
+
+def unchanged_note(what: str, names: list[str]) -> str:
+    """One line naming what is the same in both scenarios (left out of the charts)."""
+    if not names:
+        return ""
+    return f"<p class='note unchanged'>Unchanged {esc(what)}: {esc(', '.join(names))}.</p>"
 
 
 def verdict_html(comparison: Comparison) -> str:
@@ -411,8 +492,19 @@ def definitions_html(
         )
         listed = f"<ul class='changes'>{items}</ul>"
     personas = list(dict.fromkeys([*models[0].personas, *models[1].personas]))
+    changed_journeys = {change.journey for change in diff.changes if change.journey}
+    changed = [
+        persona
+        for persona in personas
+        if any(j.id in changed_journeys for model in models for j in model.by_persona.get(persona, ()))
+    ]
+    same = [
+        f"{persona} ({', '.join(j.key for j in models[1].by_persona.get(persona, ()))})"
+        for persona in personas
+        if persona not in changed
+    ]
     pairs = []
-    for persona in personas:
+    for persona in changed:
         sides = "".join(
             f"<div><p class='note'><b>{esc(name)}</b></p>"
             + ("".join(ideal_sequence_html(j) for j in model.by_persona.get(persona, ())) or "<p>—</p>")
@@ -420,7 +512,7 @@ def definitions_html(
             for model, name in zip(models, names, strict=True)
         )
         pairs.append(f"<h3>{esc(persona)}</h3><div class='pair'>{sides}</div>")
-    return listed + "".join(pairs)
+    return listed + "".join(pairs) + unchanged_note("ideal journeys", same)
 
 
 def _path_html(view: InstanceView) -> str:
@@ -476,9 +568,28 @@ def sample_html(comparison: Comparison) -> str:
 
 
 def identity_html(comparison: Comparison) -> str:
-    """Per projection table: rows only in one scenario."""
-    rows = [(t.table, t.only_base, t.only_other) for t in comparison.tables]
-    return html_table(["table", f"rows only in {comparison.base}", f"rows only in {comparison.other}"], rows)
+    """Per projection table: rows only in one scenario, and which columns hold the differences."""
+    rows = [
+        (
+            t.table,
+            t.only_base,
+            t.only_other,
+            ", ".join(f"{name} {count:,}" for name, count in t.columns)
+            or (
+                "(rows are numbered within an instance: one added or removed row renumbers the later ones)"
+                if t.only_base or t.only_other
+                else ""
+            ),
+        )
+        for t in comparison.tables
+    ]
+    columns = [
+        "table",
+        f"rows only in {comparison.base}",
+        f"rows only in {comparison.other}",
+        "values that differ",
+    ]
+    return html_table(columns, rows)
 
 
 TRANSITIONS_SQL = """SELECT pair.1 AS source, pair.2 AS target, count() AS times
@@ -536,6 +647,12 @@ def flows_html(
             "(touchpath demo --report, streams/report.py) shows the flows.</p>"
         )
     parts = [transitions_html(store, models, comparison)]
+    # The two designs' Sankeys look alike (same customers, few links change colour): the table above
+    # says what changed; the full diagrams stay one click away.
+    parts.append(
+        "<details class='flows'><summary>Full path diagrams of both designs "
+        f"({esc(', '.join(personas))})</summary>"
+    )
     for persona in personas:
         parts.append(f"<h3>{esc(persona)}</h3>")
         for model, name in zip(models, names, strict=True):
@@ -543,7 +660,37 @@ def flows_html(
             keys = ", ".join(journey.key for journey in model.by_persona.get(persona, ()))
             figure.update_layout(title=esc(f"{name} — ideal journey {keys or '(none)'}"))
             parts.append(embed(figure))
+    parts.append("</details>")
+    # Plotly sizes a figure when it is drawn; a figure drawn closed gets its width on the next resize.
+    parts.append(
+        "<script>document.querySelectorAll('details.flows').forEach(d => d.addEventListener('toggle', "
+        "() => window.dispatchEvent(new Event('resize'))));</script>"
+    )
     return "".join(parts)
+
+
+def friction_html(comparison: Comparison, embed: _Embedder) -> str:
+    """The friction chart of the touchpoints whose friction changed, and a line naming the others."""
+    same = [f"{f.touchpoint} {f.base_weight:,.1f}" for f in comparison.friction if not _friction_changed(f)]
+    changed = any(_friction_changed(f) for f in comparison.friction)
+    if not changed and not same:
+        return "<p class='note'>No friction signals in either scenario.</p>"
+    if not changed:
+        return (
+            "<p class='note unchanged'>Friction by touchpoint (weighted signals) is the same in both "
+            f"scenarios: {esc(', '.join(same))}.</p>"
+        )
+    return embed(friction_figure(comparison)) + unchanged_note("friction (weight per touchpoint)", same)
+
+
+def alerts_html(comparison: Comparison, embed: _Embedder) -> str:
+    """The alerts chart of the touchpoints whose alert count changed, and a line naming the others."""
+    alerts = comparison.alerts or []
+    same = [f"{a.touchpoint or '(all)'} {a.base}" for a in alerts if a.base == a.other and a.base]
+    changed = any(a.base != a.other for a in alerts)
+    if not changed and not same:
+        return "<p class='note'>No alerts in either scenario.</p>"
+    return (embed(alerts_figure(comparison)) if changed else "") + unchanged_note("alerts", same)
 
 
 def compare_html(
@@ -576,6 +723,7 @@ def compare_html(
         "<p class='note'>For each step, the left bar is the base scenario and the right bar the replayed "
         "one. A step made optional loses its missing_step deviations; a new step gains them.</p>",
         embed(deviation_steps_figure(c, models)),
+        unchanged_note("deviation counts", _same_personas(c, models)),
         embed(deviation_delta_figure(c)),
         "<h2>Customers whose journey result changes</h2>",
         "<p class='note'>Instances are matched by id (customer + first event). Instances found on one side "
@@ -586,14 +734,14 @@ def compare_html(
         "the instances whose status, cost or path changed.</p>",
         sample_html(c),
         "<h2>Friction</h2>",
-        embed(friction_figure(c)),
+        friction_html(c, embed),
         "<h2>Alerts that would have fired</h2>",
         "<p class='note'>Live alerts fired as events arrived; a replay's would-be alerts are judged in "
         "event-time order, so the two can differ even when every projection row agrees.</p>",
         # Built in page order: plotly.js is inlined with the first figure rendered.
         "<p class='note'>This store has no alerts table yet: alerting is not installed.</p>"
         if c.alerts is None
-        else embed(alerts_figure(c)),
+        else alerts_html(c, embed),
         "<h2>Actual vs ideal paths, per design</h2>",
         "<p class='note'>The same customers' paths judged by each design (personas whose journey changed): "
         "green links are transitions the design's ideal journey allows, grey ones are off it, red ones "
@@ -602,8 +750,12 @@ def compare_html(
         flows_html(store, models, c, diff, embed),
         "<h2>Row-level identity</h2>",
         "<p class='note'>Rows of each projection table found in one scenario and not the other, comparing "
-        f"every column except scenario and version. Quarantined input: {c.quarantined[0]:,} lines in "
-        f"{esc(c.base)}, {c.quarantined[1]:,} in {esc(c.other)} (not compared).</p>",
+        "every column except scenario, the row version and journey_version (a redesign gives every row "
+        "of its journey a new journey_version; that alone is not a change). “Values that differ” counts, "
+        "per column, the rows whose value there differs — e.g. fitness changes for every instance whose "
+        "shortest ideal path changed length, cost only where an alignment changed. Quarantined input: "
+        f"{c.quarantined[0]:,} lines in {esc(c.base)}, {c.quarantined[1]:,} in {esc(c.other)} (not "
+        "compared).</p>",
         identity_html(c),
     ]
     body = "\n".join(parts)

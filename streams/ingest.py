@@ -713,11 +713,16 @@ def create_app(
 
 
 def _too_large(declared: int | None, limits: IngestLimits) -> dict[str, object]:
-    size = f"{declared} bytes" if declared is not None else "more"
+    limit = f"{limits.max_request_bytes:,} bytes ({limits.max_request_bytes // 1024} KB)"
+    if declared is not None:
+        size = f"the body is {declared:,} bytes (Content-Length), over the limit of {limit} per request"
+    else:
+        # A chunked body has no Content-Length: reading stops as soon as it passes the limit.
+        size = f"the body is over the limit of {limit} per request (reading stopped there)"
     return {
         "error": "too_large",
-        "detail": f"the body is {size}; the limit is {limits.max_request_bytes} bytes per request and "
-        f"{MAX_EVENT_BYTES} per event: split it into smaller requests",
+        "detail": f"{size}; nothing was accepted. Split the events into requests of at most {limit} "
+        f"and {limits.max_events} events (each event at most {MAX_EVENT_BYTES // 1024} KB).",
         "accepted": 0,
     }
 

@@ -9,27 +9,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-import structlog
-import uvicorn
-
 from events.errors import TouchpathError
-from events.model import TouchpointEvent
-from events.sdk import ClientOptions, KafkaUnavailableError, TouchpathClient
-from projections.engine import JourneyEngine
-from streams.auth import RateLimiter, RequestAuthenticator, parse_keys
-from streams.definitions import load_journeys
-from streams.ingest import EmbeddedSink, IngestLimits, KafkaSink, create_app, resume_journeys
-from streams.settings import Settings
-from streams.store import ClickHouseProjectionStore
-from streams.topics import TopicNames, TopicPlan, ensure_topics
+from streams.cli_common import data_dir_arg, journeys_arg
 
+# Light at import: the parser of every command is built before any handler runs (streams.cli);
+# FastAPI, uvicorn, the Kafka SDK, pydantic models and chDB load inside the handlers.
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from streams.cli import CommandGroups
-
-log = structlog.get_logger("touchpath.ingest")
+    from events.sdk import TouchpathClient
+    from streams.auth import RateLimiter, RequestAuthenticator
+    from streams.cli_common import CommandGroups
+    from streams.ingest import IngestLimits
+    from streams.settings import Settings
+    from streams.store import ClickHouseProjectionStore
 
 SCHEMA_ID = "https://touchpath.dev/schema/touchpoint-event.json"
 
@@ -56,12 +49,8 @@ def register(groups: CommandGroups) -> None:
         "(read-only, keys from TOUCHPATH_SQL_KEYS), because only one process may open a chDB data dir.",
     )
     _server_args(serve)
-    serve.add_argument(
-        "--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR, ./touchpath-data)"
-    )
-    serve.add_argument(
-        "--scenario", default="live", help="scenario name written on every row (default: live)"
-    )
+    data_dir_arg(serve)
+    serve.add_argument("--scenario", default="live", help="scenario name written on every row")
     serve.set_defaults(handler=cmd_serve)
 
     schema = groups.top.add_parser(
@@ -69,7 +58,9 @@ def register(groups: CommandGroups) -> None:
         help="print the touchpoint event JSON Schema",
         description="The JSON Schema of one touchpoint event, for producers in any language.",
     )
-    schema.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    schema.add_argument(
+        "--out", type=Path, metavar="FILE", help="write to this file (default: standard output)"
+    )
     schema.set_defaults(handler=cmd_schema)
 
     bench = groups.bench.add_parser(
@@ -80,9 +71,9 @@ def register(groups: CommandGroups) -> None:
         "ratios to raw and request latency. Uses TOUCHPATH_KAFKA_BOOTSTRAP, or starts a throwaway "
         "broker with deploy/kafka/local.sh.",
     )
-    bench.add_argument("--events", type=int, default=20_000)
-    bench.add_argument("--batch", type=int, default=100, help="events per HTTP request (default 100)")
-    bench.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight (default 4)")
+    bench.add_argument("--events", type=int, default=20_000, help="simulated events sent by each method")
+    bench.add_argument("--batch", type=int, default=100, help="events per HTTP request")
+    bench.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
     bench.add_argument("--rounds", type=int, default=3, help="methods take turns; each keeps its best round")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=cmd_bench_ingest)
@@ -91,12 +82,12 @@ def register(groups: CommandGroups) -> None:
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default: TOUCHPATH_INGEST_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: TOUCHPATH_INGEST_PORT, 8080)")
-    parser.add_argument(
-        "--journeys", type=Path, help="journey definition file (default: TOUCHPATH_JOURNEYS or the example)"
-    )
+    journeys_arg(parser)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from streams.settings import Settings  # noqa: PLC0415 -- light imports at the top
+
     overrides: dict[str, Any] = {}
     for name, setting in (
         ("host", "ingest_host"),
@@ -111,6 +102,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _authenticator(settings: Settings) -> RequestAuthenticator:
+    from streams.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415 -- light imports at the top
+
     keys = parse_keys(settings.ingest_keys.get_secret_value())
     if not keys:
         msg = (
@@ -122,6 +115,9 @@ def _authenticator(settings: Settings) -> RequestAuthenticator:
 
 
 def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
+    from streams.auth import RateLimiter  # noqa: PLC0415 -- light imports at the top
+    from streams.ingest import IngestLimits  # noqa: PLC0415
+
     limits = IngestLimits(ack_timeout_s=settings.ingest_ack_timeout_s)
     if settings.ingest_rate_limit > 0 and settings.ingest_rate_burst < limits.max_events:
         msg = (
@@ -134,6 +130,8 @@ def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
 
 def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn finishes requests in progress first)."""
+    import uvicorn  # noqa: PLC0415 -- light imports at the top
+
     print(f"touchpath: {what} on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     # Each request allocates thousands of short-lived objects (freed by reference counting), which
     # would trigger a young collection every few requests rescanning the long-lived app, producer and
@@ -155,6 +153,8 @@ def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
 
 def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
     """The SDK producer behind `touchpath ingest`: no blocking beyond the ack timeout."""
+    from events.sdk import ClientOptions, KafkaUnavailableError, TouchpathClient  # noqa: PLC0415
+
     ack = settings.ingest_ack_timeout_s
     options = ClientOptions(
         topic=topic, max_block_s=ack, request_timeout_s=max(ack, 5.0), client_id="touchpath-ingest"
@@ -171,6 +171,13 @@ def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """touchpath ingest."""
+    import structlog  # noqa: PLC0415 -- light imports at the top
+
+    from streams.definitions import load_journeys  # noqa: PLC0415
+    from streams.ingest import KafkaSink, create_app  # noqa: PLC0415
+    from streams.topics import TopicNames, TopicPlan, ensure_topics  # noqa: PLC0415
+
+    log = structlog.get_logger("touchpath.ingest")
     settings = _settings(args)
     authenticator = _authenticator(settings)
     limits, limiter = _limits(settings)
@@ -202,7 +209,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """touchpath serve."""
-    from streams.cli import open_store  # noqa: PLC0415 -- streams.cli imports this module while it builds
+    import structlog  # noqa: PLC0415 -- light imports at the top
+
+    from projections.engine import JourneyEngine  # noqa: PLC0415
+    from streams.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415
+    from streams.cli_common import open_store  # noqa: PLC0415
+    from streams.definitions import load_journeys  # noqa: PLC0415
+    from streams.ingest import EmbeddedSink, create_app, resume_journeys  # noqa: PLC0415
+
+    log = structlog.get_logger("touchpath.ingest")
 
     settings = _settings(args)
     authenticator = _authenticator(settings)
@@ -237,6 +252,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _open_reader(settings: Settings) -> ClickHouseProjectionStore:
     """A second client on the configured store, for the SQL endpoint."""
+    from streams.store import ClickHouseProjectionStore  # noqa: PLC0415 -- light imports at the top
+
     if settings.clickhouse_url:
         return ClickHouseProjectionStore.server(settings.clickhouse_url, settings.clickhouse_cluster)
     return ClickHouseProjectionStore.embedded(settings.data_dir)
@@ -244,6 +261,8 @@ def _open_reader(settings: Settings) -> ClickHouseProjectionStore:
 
 def event_schema() -> dict[str, Any]:
     """The JSON Schema of one touchpoint event (pydantic's, with an id and a description)."""
+    from events.model import TouchpointEvent  # noqa: PLC0415 -- light imports at the top
+
     body = TouchpointEvent.model_json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -256,6 +275,8 @@ def event_schema() -> dict[str, Any]:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """touchpath schema."""
+    import orjson  # noqa: PLC0415 -- light imports at the top
+
     text = orjson.dumps(event_schema(), option=orjson.OPT_INDENT_2) + b"\n"
     if args.out is None:
         sys.stdout.write(text.decode())
@@ -267,6 +288,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     """touchpath bench ingest."""
+    from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
     from streams.ingest_bench import bench_ingest  # noqa: PLC0415 -- loads the simulator only when used
 
     settings = _settings(args)

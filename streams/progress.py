@@ -18,6 +18,7 @@ class Progress:
         self.last = self.started
         self.count = 0
         self.tty = self.stream.isatty()
+        self.printed: int | None = None  # the count of the last line printed
 
     def update(self, count: int) -> None:
         """Record progress; prints when a second has passed since the last line."""
@@ -27,8 +28,16 @@ class Progress:
             self.last = now
             self._print(now, final=False)
 
-    def done(self) -> None:
-        """Print the final line."""
+    def done(self, count: int | None = None) -> None:
+        """Print the final line (with the final count, when given).
+
+        On a terminal the final line overwrites the running one; elsewhere (a log file, a pipe)
+        every line stays, so a final line repeating the last printed count is left out.
+        """
+        if count is not None:
+            self.count = count
+        if not self.tty and self.printed == self.count:
+            return
         self._print(time.perf_counter(), final=True)
 
     def _print(self, now: float, *, final: bool) -> None:
@@ -38,3 +47,4 @@ class Progress:
         end = "\n" if final or not self.tty else ""
         prefix = "\r" if self.tty else ""
         print(prefix + line, end=end, file=self.stream, flush=True)
+        self.printed = self.count

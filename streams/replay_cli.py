@@ -7,35 +7,33 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from projections.journey_diff import diff_models, render_diff
-from projections.journeys import JourneyModel, parse_definitions
-from streams.cli import CommandGroups, open_store
-from streams.definitions import load_journeys
-from streams.scenarios import LIVE, check_name, drop_scenario, list_scenarios, run_record
-from streams.settings import Settings
-from streams.store import ClickHouseProjectionStore
-from streams.summary import render_table
-from streams.topics import TOUCHPOINTS
+from streams.cli_common import (
+    CommandGroups,
+    data_dir_arg,
+    journeys_arg,
+    open_existing_store,
+    open_store,
+    require_store,
+    settings_of,
+)
 
+# Light at import: the parser of every command is built before any handler runs (streams.cli);
+# handlers import the engine, the store and the report modules when they run.
 if TYPE_CHECKING:
+    from projections.journeys import JourneyModel
     from streams.replay import WouldBeAlerts
+    from streams.settings import Settings
+    from streams.store import ClickHouseProjectionStore
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "journeys", None) is not None:
-        overrides["journeys"] = args.journeys
-    return Settings().model_copy(update=overrides)
+    return settings_of(args)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR, ./touchpath-data)"
-    )
+    data_dir_arg(parser)
 
 
 def _print_json(value: object) -> None:
@@ -55,9 +53,14 @@ def would_be_alerts() -> WouldBeAlerts:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """touchpath replay."""
+    from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.replay import replay_from_clickhouse, replay_from_kafka, window_of  # noqa: PLC0415
+    from streams.scenarios import LIVE  # noqa: PLC0415
+    from streams.topics import TOUCHPOINTS  # noqa: PLC0415
 
     settings = _settings(args)
+    if args.source != "kafka":
+        require_store(settings)  # it reads the live scenario's events: refuse an empty data dir first
     model = load_journeys(args.journeys)
     scenario = args.scenario
     window = window_of(args.start, args.end)
@@ -108,6 +111,10 @@ def _scenario_model(
     store: ClickHouseProjectionStore, scenario: str, fallback: Path
 ) -> tuple[JourneyModel, str]:
     """The definitions a scenario was made with (its run record), else the given journey file."""
+    from projections.journeys import parse_definitions  # noqa: PLC0415
+    from streams.definitions import load_journeys  # noqa: PLC0415
+    from streams.scenarios import LIVE, run_record  # noqa: PLC0415
+
     record = run_record(store, scenario)
     if record is not None:
         return parse_definitions(record.definitions, f"<{scenario} run record>"), record.describe()
@@ -117,12 +124,14 @@ def _scenario_model(
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """touchpath compare."""
+    from projections.journey_diff import diff_models  # noqa: PLC0415
     from streams.compare import compare_scenarios, render_text  # noqa: PLC0415
+    from streams.scenarios import check_name, run_record  # noqa: PLC0415
 
     settings = _settings(args)
     check_name(args.base)
     check_name(args.scenario)
-    with open_store(settings) as store:
+    with open_existing_store(settings) as store:
         comparison = compare_scenarios(store, args.base, args.scenario, sample=args.sample)
         for name in (args.base, args.scenario):
             record = run_record(store, name)
@@ -160,7 +169,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_scenarios_list(args: argparse.Namespace) -> int:
     """touchpath scenarios list."""
-    with open_store(_settings(args)) as store:
+    from streams.scenarios import list_scenarios  # noqa: PLC0415
+    from streams.summary import render_table  # noqa: PLC0415
+
+    with open_existing_store(_settings(args)) as store:
         scenarios = list_scenarios(store)
     if args.json:
         _print_json([info.as_dict() for info in scenarios])
@@ -197,7 +209,9 @@ def cmd_scenarios_list(args: argparse.Namespace) -> int:
 
 def cmd_scenarios_drop(args: argparse.Namespace) -> int:
     """touchpath scenarios drop."""
-    with open_store(_settings(args)) as store:
+    from streams.scenarios import drop_scenario  # noqa: PLC0415
+
+    with open_existing_store(_settings(args)) as store:
         tables = drop_scenario(store, args.name)
     print(f"dropped scenario '{args.name}' from {len(tables)} tables: {', '.join(tables)}")
     return 0
@@ -208,6 +222,9 @@ def cmd_scenarios_drop(args: argparse.Namespace) -> int:
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     """touchpath journeys diff."""
+    from projections.journey_diff import diff_models, render_diff  # noqa: PLC0415
+    from streams.definitions import load_journeys  # noqa: PLC0415
+
     old, new = load_journeys(args.old), load_journeys(args.new)
     diff = diff_models(old, new)
     if args.json:
@@ -223,7 +240,9 @@ def cmd_journeys_diff(args: argparse.Namespace) -> int:
 
 def cmd_bench_replay(args: argparse.Namespace) -> int:
     """touchpath bench replay."""
+    from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.replay_bench import bench_replay  # noqa: PLC0415
+    from streams.store import ClickHouseProjectionStore  # noqa: PLC0415
 
     model = load_journeys(_settings(args).journeys_path())
     with tempfile.TemporaryDirectory(prefix="touchpath-bench-replay-") as tmp:
@@ -259,10 +278,23 @@ def register(groups: CommandGroups) -> None:
     replay.add_argument("--journeys", type=Path, required=True, help="journey definitions to replay with")
     replay.add_argument("--scenario", required=True, help="scenario name, e.g. checkout-v2 (not live)")
     replay.add_argument(
-        "--from", dest="start", metavar="T", help="first event time, e.g. 2026-01-05 or RFC 3339"
+        "--from",
+        dest="start",
+        metavar="T",
+        help="first event time, e.g. 2026-01-05 or RFC 3339 (default: the oldest event)",
     )
-    replay.add_argument("--to", dest="end", metavar="T", help="events before this time (exclusive)")
-    replay.add_argument("--source", choices=["clickhouse", "kafka"], default="clickhouse")
+    replay.add_argument(
+        "--to",
+        dest="end",
+        metavar="T",
+        help="events before this time, exclusive (default: up to the newest event)",
+    )
+    replay.add_argument(
+        "--source",
+        choices=["clickhouse", "kafka"],
+        default="clickhouse",
+        help="where the recorded history is read: the live scenario's rows, or the touchpoints topic",
+    )
     replay.add_argument("--workers", type=int, help="engine processes (default: one per core; 0: in-process)")
     replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: TOUCHPATH_KAFKA_BOOTSTRAP)")
     replay.add_argument("--topic", help="Kafka topic (default: TOUCHPATH_TOPIC_PREFIX + touchpoints)")
@@ -281,8 +313,10 @@ def register(groups: CommandGroups) -> None:
     compare.add_argument("base", help="the scenario to compare against, usually live")
     compare.add_argument("scenario", help="the scenario to compare")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    compare.add_argument("--html", type=Path, metavar="FILE", help="also write an offline HTML report")
-    compare.add_argument("--sample", type=int, default=12, help="changed customers to show (default 12)")
+    compare.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write an offline HTML report (default: none)"
+    )
+    compare.add_argument("--sample", type=int, default=12, help="changed customers to show")
     compare.add_argument(
         "--journeys",
         type=Path,
@@ -294,27 +328,27 @@ def register(groups: CommandGroups) -> None:
     scenarios = groups.top.add_parser("scenarios", help="list or drop stored scenarios")
     scenarios_sub = scenarios.add_subparsers(dest="scenarios_command", required=True, metavar="ACTION")
     listing = scenarios_sub.add_parser("list", help="every stored scenario with its size and how it was made")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the scenarios as JSON")
     _data_dir(listing)
     listing.set_defaults(handler=cmd_scenarios_list)
     drop = scenarios_sub.add_parser("drop", help="delete a scenario's rows from every table (never live)")
-    drop.add_argument("name")
+    drop.add_argument("name", help="the scenario to delete")
     _data_dir(drop)
     drop.set_defaults(handler=cmd_scenarios_drop)
 
     diff = groups.journeys.add_parser(
         "diff", help="what changed between two journey files (steps, optional, budgets, alternatives)"
     )
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("old", type=Path, help="the journey file before")
+    diff.add_argument("new", type=Path, help="the journey file after")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
     diff.set_defaults(handler=cmd_journeys_diff)
 
     bench = groups.bench.add_parser(
         "replay", help="replay speed from ClickHouse on simulated history (events/s, end to end)"
     )
-    bench.add_argument("--events", type=int, default=1_000_000)
+    bench.add_argument("--events", type=int, default=1_000_000, help="simulated events to record and replay")
     bench.add_argument("--workers", type=int, help="engine processes (default: one per core)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench.add_argument("--journeys", type=Path, help="journey definitions (default: TOUCHPATH_JOURNEYS)")
+    journeys_arg(bench)
     bench.set_defaults(handler=cmd_bench_replay)

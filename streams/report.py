@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from projections.journeys import Journey, JourneyModel, Step
+from streams.report_alerts import alerts_html
 from streams.store import ClickHouseProjectionStore
 from streams.summary import summarise
 
@@ -44,6 +45,7 @@ END_NODES = {
     "abandoned": ("abandoned", "#d64541"),
     "in_progress": ("in progress", "#bab0ac"),
 }
+LABEL_HALO = "1px 1px 2px #fff, -1px -1px 2px #fff, 1px -1px 2px #fff, -1px 1px 2px #fff"
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 COUNTS_SQL = """SELECT
@@ -122,6 +124,7 @@ table { border-collapse: collapse; background: #fff; font-size: 14px; margin: 6p
 th, td { border: 1px solid #dde1e6; padding: 5px 10px; text-align: left; vertical-align: top; }
 th { background: #eef0f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.summary { max-width: 560px; font-size: 13px; }
 .figure { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 6px; margin: 8px 0; }
 ol.ideal { display: flex; flex-wrap: wrap; gap: 6px; list-style: none; padding: 0; margin: 6px 0; }
 ol.ideal li { background: #e3f2f0; border: 1px solid #9fd3cc; border-radius: 14px; padding: 3px 10px;
@@ -330,6 +333,15 @@ class _SankeyData:
         return sum(value for (_, target), value in self.links.items() if target == index)
 
 
+def node_label(position: int, touchpoint: str) -> str:
+    """A Sankey node label on two short lines, '5. email' and 'order_confirmation': one line of
+    'position. touchpoint' is wider than a column and was cut by the next column's nodes."""
+    channel, dot, name = touchpoint.partition(".")
+    if not dot:
+        return esc(f"{position}. {touchpoint}")
+    return f"{esc(f'{position}. {channel}')}<br>{esc(name)}"
+
+
 class _SankeyBuilder:
     """Turns (position, touchpoint, next touchpoint or end, instances) rows into Sankey nodes and links."""
 
@@ -345,7 +357,7 @@ class _SankeyBuilder:
         data = self.data
         if touchpoint in self.known:
             colour = self.colours.get(self.model.channel_of.get(touchpoint, ""), "#888")
-            index = data.node(f"{position}:{touchpoint}", esc(f"{position}. {touchpoint}"), colour)
+            index = data.node(f"{position}:{touchpoint}", node_label(position, touchpoint), colour)
             data.touchpoint_of[index] = touchpoint
             return index
         index = data.node(f"{position}:*", f"{position}. other touchpoints", "#9a9a9a")
@@ -439,11 +451,13 @@ def sankey_figure(
                 "label": data.labels,
                 "color": data.colours,
                 "customdata": _node_hover(data),
-                "pad": 12,
+                "pad": 16,  # room between small nodes for their two-line labels
                 "thickness": 14,
                 "line": {"width": 0},
                 "hovertemplate": "%{label}: %{value:,} instances<br>%{customdata}<extra></extra>",
             },
+            # A white halo keeps labels readable where they cross the flows.
+            textfont={"size": 11, "color": "#1a1a1a", "shadow": LABEL_HALO},
             link={
                 "source": [source for source, _ in pairs],
                 "target": [target for _, target in pairs],
@@ -455,9 +469,9 @@ def sankey_figure(
     )
     figure.update_layout(
         title=title,
-        height=560,
+        height=640,
         font={"size": 11},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 10, "r": 10, "t": 50, "b": 34},  # the lowest nodes' second label line
     )
     return figure
 
@@ -766,6 +780,10 @@ def report_html(store: ClickHouseProjectionStore, model: JourneyModel, scenario:
         "share, abandonment) by the touchpoint they point at and the hour they happened; y labels name the "
         "owning team.</p>",
         embed(friction_heatmap_figure(store, model, scenario)),
+        "<h2>Friction incidents</h2>",
+        "<p class='note'>Friction spikes the alert detector opened and resolved, and how each alert reached "
+        "the owning team's webhook.</p>",
+        alerts_html(store, scenario, esc),
         "<h2>Deviation kinds</h2>",
         "<p class='note'>Deviations from the ideal journey per step; kinds marked “no cost” are "
         "informational and do not lower conformance. “abandoned” is counted at the step that was next.</p>",

@@ -19,9 +19,14 @@ DRAIN_EVERY = 25_000
 
 @dataclass(slots=True)
 class RunStats:
-    """Counts of one run: lines read = accepted + bad; duplicates are accepted and change nothing."""
+    """Counts of one run: lines = accepted + bad; duplicates are accepted and change nothing.
+
+    `lines` counts the non-blank lines; blank (or whitespace-only) lines are skipped and counted in
+    `blank`, so a file's line count is lines + blank.
+    """
 
     lines: int = 0
+    blank: int = 0
     accepted: int = 0
     duplicates: int = 0
     bad: int = 0
@@ -56,12 +61,13 @@ class EmbeddedRunner:
         source: str,
         on_progress: Callable[[int], None] | None = None,
     ) -> RunStats:
-        """Process (position, raw line) pairs from one source; empty lines are skipped."""
+        """Process (position, raw line) pairs from one source; blank lines are counted and skipped."""
         engine, stats = self.engine, self.stats
         since_drain = 0
         for position, raw in lines:
             line = raw.strip()
             if not line:
+                stats.blank += 1
                 continue
             stats.lines += 1
             decoded = check_event(line)

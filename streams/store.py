@@ -6,13 +6,15 @@ import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 
 from events.errors import TouchpathError
 from projections import schema
-from projections.engine import RowBatch
+
+if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
+    from projections.engine import RowBatch
 
 # Inserts must be durable when the call returns (servers default to async inserts now).
 INSERT_SETTINGS = {"async_insert": 0}

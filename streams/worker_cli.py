@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from streams.definitions import load_journeys
-from streams.settings import Settings
+from streams.cli_common import data_dir_arg, journeys_arg
+
+# Light at import: the parser of every command is built before any handler runs (streams.cli).
 
 
 def register(groups: Any) -> None:
@@ -23,10 +23,14 @@ def register(groups: Any) -> None:
         "one per partition of the touchpoints topic). Serves /health and /metrics on --web-port.",
     )
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers (default: TOUCHPATH_KAFKA_BOOTSTRAP)")
-    worker.add_argument("--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR)")
-    worker.add_argument("--journeys", type=Path, help="journey definition file (default: TOUCHPATH_JOURNEYS)")
-    worker.add_argument("--partitions", type=int, help="partitions for topics it creates (default 6)")
-    worker.add_argument("--web-port", type=int, help="port of /health and /metrics (default 6066)")
+    data_dir_arg(worker)
+    journeys_arg(worker)
+    worker.add_argument(
+        "--partitions", type=int, help="partitions for topics it creates (default: TOUCHPATH_PARTITIONS, 6)"
+    )
+    worker.add_argument(
+        "--web-port", type=int, help="port of /health and /metrics (default: TOUCHPATH_WEB_PORT, 6066)"
+    )
     worker.set_defaults(handler=cmd_worker)
     bench = groups.bench.add_parser(
         "stream",
@@ -36,13 +40,15 @@ def register(groups: Any) -> None:
         "a worker from its first event to the last projection row, then p50/p99 event-to-row latency "
         "with events paced at 1,000/s. Prints figures; asserts nothing.",
     )
-    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("--events", type=int, default=200_000, help="simulated events to pre-load")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=cmd_bench_stream)
 
 
 def cmd_bench_stream(args: argparse.Namespace) -> int:
     """touchpath bench stream."""
+    from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
+    from streams.settings import Settings  # noqa: PLC0415
     from streams.stream_bench import bench_stream  # noqa: PLC0415 -- loads kafka only when asked
 
     settings = Settings()
@@ -57,6 +63,9 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """touchpath worker."""
+    from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
+    from streams.settings import Settings  # noqa: PLC0415
+
     overrides: dict[str, Any] = {}
     for name in ("bootstrap", "data_dir", "journeys", "partitions", "web_port"):
         value = getattr(args, name)

@@ -248,3 +248,22 @@ def test_bench_replay_prints_the_replay_speed(capsys: pytest.CaptureFixture[str]
     figures = json.loads(capsys.readouterr().out)
     assert figures["events"] >= 2900
     assert figures["replay_events_per_s"] > 0
+
+
+def test_row_identity_counts_real_changes_not_the_new_journey_version(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redesign bumps journey_version on every row of its journey; the identity table counts only the
+    rows whose content changed, and names the columns: cost where an alignment changed, fitness where
+    the shortest ideal path changed length."""
+    data_dir = str(history.data_dir)
+    assert main(["replay", "--journeys", str(history.redesign), "--scenario", "identity-check",
+                 "--data-dir", data_dir]) == 0  # fmt: skip
+    result = compare_json(history, "live", "identity-check", capsys)
+    tables = {t["table"]: t for t in result["tables"]}
+    instances = tables["journey_instances"]
+    online = next(c for c in result["conformance"] if c["journey"] == "online_purchase")
+    assert 0 < instances["only_base"] < online["base"]["instances"]
+    assert set(instances["columns"]) <= {"cost", "fitness", "deviation_count"}
+    assert instances["columns"]["cost"] == result["customers"]["cost_down"]
+    assert tables["touchpoint_events"]["only_base"] == tables["touchpoint_events"]["only_scenario"] == 0
