@@ -26,6 +26,7 @@ from streams.progress import Progress
 from streams.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate, truth_lines
+from streams.sqlguard import GuardedSQL
 from streams.store import ClickHouseProjectionStore
 from streams.summary import render_table, summarise
 
@@ -184,6 +185,15 @@ def open_store(settings: Settings) -> Iterator[ClickHouseProjectionStore]:
         store.close()
 
 
+def analyst_sql(settings: Settings, store: ClickHouseProjectionStore, sessions: int = 1) -> GuardedSQL:
+    """The guarded read-only query path: on the analyst DSN if one is set, else on the store's target."""
+    if settings.clickhouse_url and settings.sql_clickhouse_url:
+        reader = ClickHouseProjectionStore.server(settings.sql_clickhouse_url)
+        reader.close()  # only its connect() is used: every analyst session is a new client
+        return reader.analyst_sql(settings.sql_limits(), sessions)
+    return store.analyst_sql(settings.sql_limits(), sessions)
+
+
 def _read_lines(source: str) -> Iterator[tuple[int, bytes]]:
     if source == "-":
         yield from numbered_lines(sys.stdin.buffer)
@@ -302,8 +312,13 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
 def cmd_sql(args: argparse.Namespace) -> int:
     """touchpath sql."""
     settings = _settings(args)
+    parameters = _parse_params(args.param)
     with open_store(settings) as store:
-        columns, rows = store.query(args.query, _parse_params(args.param))
+        guard = analyst_sql(settings, store)
+        try:
+            columns, rows = guard.run(args.query, parameters)
+        finally:
+            guard.close()
     if args.format == "json":
         for row in rows:
             print(json.dumps(dict(zip(columns, row, strict=True)), default=str))

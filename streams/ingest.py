@@ -34,6 +34,7 @@ from streams.auth import (
     RateLimiter,
     RequestAuthenticator,
 )
+from streams.sqlguard import GuardedSQL, SqlRefusedError
 from streams.store import ClickHouseProjectionStore, StoreError
 
 log = structlog.get_logger("touchpath.ingest")
@@ -326,13 +327,20 @@ class EmbeddedSink:
         engine: JourneyEngine,
         store: ClickHouseProjectionStore,
         reader: ClickHouseProjectionStore | None = None,
+        *,
+        sql: GuardedSQL | None = None,
+        sql_workers: int = 2,
+        sql_queue: int = 16,
     ) -> None:
         self.engine = engine
         self.store = store
-        # A second client on the same data dir answers queries, so a long query never holds up
-        # ingest (chDB takes concurrent inserts and queries from one process); without one,
-        # queries and writes take turns on the store.
+        # Analysts' queries run on read-only sessions of their own (chDB takes concurrent inserts
+        # and queries from one process), through the one guarded path, on their own threads: a
+        # heavy query occupies an SQL worker, never one of the threads that make events durable.
         self.reader = reader
+        self.sql = sql if sql is not None else (reader or store).analyst_sql(sessions=sql_workers)
+        self._sql_executor = ThreadPoolExecutor(max_workers=sql_workers, thread_name_prefix="touchpath-sql")
+        self._sql_slots = threading.BoundedSemaphore(sql_workers + sql_queue)
         self._engine_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._store_lock = threading.Lock()
@@ -389,15 +397,14 @@ class EmbeddedSink:
         return verdicts
 
     async def query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """A read-only query through the same store (chDB allows one process per data dir)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._query, sql, parameters)
-
-    def _query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        if self.reader is not None:
-            return self.reader.query(sql, parameters)
-        with self._store_lock:
-            return self.store.query(sql, parameters)
+        """One analyst query through the guarded path, on the SQL workers (SqlBusyError when queued full)."""
+        if not self._sql_slots.acquire(blocking=False):
+            raise SqlBusyError
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._sql_executor, self.sql.run, sql, parameters)
+        finally:
+            self._sql_slots.release()
 
     def health(self) -> tuple[bool, dict[str, object]]:
         counters = self.engine.counters
@@ -417,6 +424,12 @@ class EmbeddedSink:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._sql_executor.shutdown(wait=True)
+        self.sql.close()
+
+
+class SqlBusyError(TouchpathError):
+    """Every SQL worker is busy and the queue is full: the analyst gets 429 and retries later."""
 
 
 _STORED_EVENTS = """SELECT event_id, customer_id, toUnixTimestamp64Milli(occurred_at), channel, touchpoint,
@@ -769,6 +782,11 @@ def _add_sql(
         }
         try:
             columns, rows = await sink.query(query, parameters)
+        except SqlRefusedError as error:
+            return _json(400, {"error": "bad_query", "rule": error.rule, "detail": str(error)})
+        except SqlBusyError:
+            detail = "every SQL worker is busy and the queue is full; retry in a few seconds"
+            return _json(429, {"error": "busy", "detail": detail, "retry_after_s": 5}, _retry_after(5))
         except StoreError as error:
-            return _json(400, {"error": "bad_query", "detail": str(error)})
+            return _json(503, {"error": "unavailable", "detail": str(error)}, _retry_after(5))
         return _json(200, {"columns": columns, "rows": [list(row) for row in rows]})

@@ -215,7 +215,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if resumed:
             print(f"touchpath: resumed journeys from {resumed:,} stored events", file=sys.stderr)
         reader = _open_reader(settings)
-        sink = EmbeddedSink(engine, store, reader)
+        sink = EmbeddedSink(
+            engine,
+            store,
+            reader,
+            sql=reader.analyst_sql(settings.sql_limits(), settings.sql_workers),
+            sql_workers=settings.sql_workers,
+        )
         try:
             app = create_app(
                 sink,
@@ -236,9 +242,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _open_reader(settings: Settings) -> ClickHouseProjectionStore:
-    """A second client on the configured store, for the SQL endpoint."""
+    """A second client on the configured store (the analyst DSN if set), for the SQL endpoint."""
     if settings.clickhouse_url:
-        return ClickHouseProjectionStore.server(settings.clickhouse_url, settings.clickhouse_cluster)
+        url = settings.sql_clickhouse_url or settings.clickhouse_url
+        return ClickHouseProjectionStore.server(url, settings.clickhouse_cluster)
     return ClickHouseProjectionStore.embedded(settings.data_dir)
 
 

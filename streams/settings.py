@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.sqlguard import SqlLimits
+
 
 def example_journeys() -> Path:
     """The journey file shipped with touchpath (three personas, all five channels)."""
@@ -42,6 +44,22 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
+    # Analysts' SQL (`touchpath sql`, GET /v1/sql): a read-only session with these limits.
+    sql_clickhouse_url: str | None = None  # a read-only analyst user's DSN (deploy/clickhouse/analyst.sql)
+    sql_timeout_s: int = 30  # max_execution_time
+    sql_max_memory_mb: int = 1024  # max_memory_usage
+    sql_max_rows: int = 100_000  # max_result_rows
+    sql_max_result_mb: int = 64  # max_result_bytes
+    sql_workers: int = 2  # queries running at once in `serve` (their own threads, not ingest's)
+
+    def sql_limits(self) -> SqlLimits:
+        """The analyst session limits from these settings."""
+        return SqlLimits(
+            max_execution_time_s=self.sql_timeout_s,
+            max_memory_bytes=self.sql_max_memory_mb * 1024**2,
+            max_result_rows=self.sql_max_rows,
+            max_result_bytes=self.sql_max_result_mb * 1024**2,
+        )
 
     def journeys_path(self) -> Path:
         """The configured journey file, else the shipped example."""

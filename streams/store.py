@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import clickhouse_connect
 from events.errors import TouchpathError
 from projections import schema
 from projections.engine import RowBatch
+from streams.sqlguard import GuardedSQL, SqlLimits
 
 # Inserts must be durable when the call returns (servers default to async inserts now).
 INSERT_SETTINGS = {"async_insert": 0}
@@ -97,10 +98,18 @@ class ClickHouseProjectionStore:
     Embedded (chDB, one process per data dir) or a server over HTTP; same client API, same schema.
     """
 
-    def __init__(self, client: Any, cluster: str | None = None, description: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        cluster: str | None = None,
+        description: str = "",
+        connect: Callable[[dict[str, object]], Any] | None = None,
+    ) -> None:
         self.client = client
         self.cluster = cluster
         self.description = description
+        # Opens another client on the same store with the given session settings (for analysts).
+        self.connect = connect
 
     @classmethod
     def embedded(cls, data_dir: Path) -> ClickHouseProjectionStore:
@@ -115,7 +124,13 @@ class ClickHouseProjectionStore:
                 "another --data-dir."
             )
             raise StoreError(msg) from error
-        return cls(client, description=f"chDB at {data_dir}")
+
+        def connect(settings: dict[str, object]) -> Any:
+            return clickhouse_connect.get_client(
+                interface="chdb", path=str(data_dir / "chdb"), settings=settings
+            )
+
+        return cls(client, description=f"chDB at {data_dir}", connect=connect)
 
     @classmethod
     def server(cls, url: str, cluster: str | None = None) -> ClickHouseProjectionStore:
@@ -125,7 +140,11 @@ class ClickHouseProjectionStore:
         except Exception as error:
             msg = f"cannot connect to ClickHouse at {_redact(url)}: {error}"
             raise StoreError(msg) from error
-        return cls(client, cluster, description=f"ClickHouse at {_redact(url)}")
+
+        def connect(settings: dict[str, object]) -> Any:
+            return clickhouse_connect.get_client(dsn=url, settings=settings)
+
+        return cls(client, cluster, description=f"ClickHouse at {_redact(url)}", connect=connect)
 
     def create_schema(self) -> None:
         """Create every table and rollup if missing (safe to run on every start)."""
@@ -173,7 +192,10 @@ class ClickHouseProjectionStore:
     def query(
         self, sql: str, parameters: dict[str, object] | None = None, *, readonly: bool = True
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query with server-side {name:Type} parameters; read-only unless told otherwise."""
+        """Run touchpath's own query with server-side {name:Type} parameters.
+
+        Analysts' text never comes here: it goes through analyst_sql() (streams.sqlguard).
+        """
         if readonly and WRITE_PATTERN.match(sql):
             msg = "only read queries are allowed here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)"
             raise StoreError(msg)
@@ -183,6 +205,23 @@ class ClickHouseProjectionStore:
         except Exception as error:
             raise StoreError(f"query failed: {error}") from error
         return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def analyst_sql(self, limits: SqlLimits | None = None, sessions: int = 2) -> GuardedSQL:
+        """The guarded query path on new read-only sessions of this store (see streams.sqlguard)."""
+        limits = limits or SqlLimits()
+        connect = self.connect
+        if connect is None:
+            raise StoreError("this store cannot open analyst sessions")
+        description = self.description
+
+        def session() -> Any:
+            try:
+                return connect(limits.settings())
+            except Exception as error:
+                msg = f"cannot open a read-only session on {description}: {error}"
+                raise StoreError(msg) from error
+
+        return GuardedSQL(session, limits, sessions)
 
     def scalar(self, sql: str, parameters: dict[str, object] | None = None) -> Any:
         """The first value of the first row."""
