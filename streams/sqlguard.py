@@ -179,11 +179,13 @@ class Node:
         """The node's name (function, identifier, literal) without its alias."""
         return _ALIAS.sub("", self.text).strip()
 
-    def walk(self, parent: Node | None = None) -> Iterator[tuple[Node, Node | None]]:
-        """Every node with its parent, depth first."""
-        yield self, parent
-        for child in self.children:
-            yield from child.walk(self)
+    def walk(self) -> Iterator[tuple[Node, Node | None]]:
+        """Every node with its parent (iteratively: ClickHouse allows 1000 levels, Python's stack not)."""
+        stack: list[tuple[Node, Node | None]] = [(self, None)]
+        while stack:
+            node, parent = stack.pop()
+            yield node, parent
+            stack.extend((child, node) for child in reversed(node.children))
 
 
 def parse_ast(lines: list[str]) -> Node:
