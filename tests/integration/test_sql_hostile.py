@@ -1,4 +1,4 @@
-"""Hostile SQL against the guarded path, `touchpath sql` and GET /v1/sql: refused with a reason, nothing touched."""
+"""Hostile SQL at the guarded path, `touchpath sql` and GET /v1/sql: refused with a reason, nothing touched."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from streams.cli import main
 from streams.ingest import EmbeddedSink, create_app
 from streams.runner import EmbeddedRunner
 from streams.simulator import SimulationConfig, simulate
-from streams.sqlguard import GuardedSQL, SqlLimits, SqlRefusedError
+from streams.sqlguard import SqlLimits, SqlRefusedError
 from streams.store import ClickHouseProjectionStore
 
 SQL_SECRET = "analyst-secret-0123456789"
@@ -253,9 +253,10 @@ def payloads(canary: Path, outside: Path, port: int) -> list[str]:
     # .replace, not .format: payloads keep their own braces ({t:Identifier}).
     filled = []
     for text in out:
+        done = text
         for name, value in fill.items():
-            text = text.replace("{" + name + "}", value)
-        filled.append(text)
+            done = done.replace("{" + name + "}", value)
+        filled.append(done)
     return filled
 
 
@@ -330,7 +331,7 @@ def outside_state(outside: Path) -> dict[str, bytes]:
 def test_guarded_path_refuses_every_payload_and_changes_nothing(
     world: tuple[Path, Path, Path], listener: Listener
 ) -> None:
-    """Each hostile query gets SqlRefusedError naming its rule; tables, files and the network stay untouched."""
+    """Each hostile query is refused naming its rule; tables, files and the network stay untouched."""
     data_dir, canary, outside = world
     queries = payloads(canary, outside, listener.port)
     assert len(queries) >= 200
