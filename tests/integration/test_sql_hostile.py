@@ -1,4 +1,4 @@
-"""Hostile SQL at the guarded path, `touchpath sql` and GET /v1/sql: refused with a reason, nothing touched."""
+"""Hostile SQL at the guard, `touchpath sql` and GET /v1/sql: refused with a reason, nothing touched."""
 
 from __future__ import annotations
 
