@@ -15,13 +15,14 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import orjson
+import pydantic_core
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from events.codec import check_event
 from events.errors import BadReason, Rejection, TouchpathError
-from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent
+from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent, unrepresentable
 from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
 from projections import schema
@@ -130,6 +131,11 @@ def _check_one(index: int, raw: bytes, registry: Registry | None, max_depth: int
 
 
 def _element_bytes(element: object) -> bytes | Rejection:
+    # The same number rule as check_event applies before re-encoding (orjson would write NaN as null).
+    problem = unrepresentable(element)
+    if problem is not None:
+        field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        return Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
     try:
         return orjson.dumps(element)
     except orjson.JSONEncodeError as error:  # nested beyond orjson's 254 levels
@@ -148,8 +154,9 @@ def split_events(
         raws = [line.strip() for line in body.split(b"\n") if line.strip()]
     else:
         try:
-            decoded = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
+            # The event decoder's own parser (jiter): numbers decode exactly as in NDJSON and files.
+            decoded = pydantic_core.from_json(body, allow_inf_nan=True)
+        except ValueError as error:
             return BodyError(
                 400,
                 "malformed_json",
