@@ -88,6 +88,13 @@ def _to_utc(value: datetime) -> datetime:
     return utc
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time with offset inside the accepted range, in UTC (ValueError otherwise)."""
+    value = _rfc3339_text(text)
+    assert isinstance(value, datetime)
+    return _to_utc(value)
+
+
 # Strict: JSON must carry an RFC 3339 string (with offset), Python a datetime; never a bare number.
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), Strict(), AfterValidator(_to_utc)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]

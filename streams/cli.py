@@ -7,6 +7,7 @@ import csv
 import importlib
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import structlog
 
 from events.errors import DefinitionError, TouchpathError
+from events.model import EPOCH, ONE_MS, parse_time
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from streams.alerting import AlertMode, EmbeddedAlerting, embedded_alerting
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     _journeys_arg(run)
     _data_dir_arg(run)
     run.add_argument("--scenario", default="live", help="scenario name written on every row (default: live)")
+    run.add_argument(
+        "--not-after",
+        default="now",
+        metavar="now|none|TIME",
+        help="quarantine events later than this as future_timestamp: now (default: the time the run "
+        "starts plus TOUCHPATH_FUTURE_BOUND_S), an RFC 3339 time (reproducible re-runs), or none",
+    )
     run.add_argument(
         "--alerts",
         choices=[mode.value for mode in AlertMode],
@@ -212,13 +221,15 @@ def run_file(
     source: str,
     scenario: str = "live",
     alerting: EmbeddedAlerting | None = None,
+    *,
+    not_after_ms: int | None = None,
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr."""
     engine = JourneyEngine(model, scenario)
     restored = restore_state(engine, store)
     if restored:
         print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
-    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True)
+    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.update(stats.lines)
@@ -245,12 +256,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("run.start", input=args.input, store=store.description, scenario=args.scenario)
         mode = AlertMode(args.alerts or ("send" if args.scenario == "live" else "record"))
         alerting = embedded_alerting(model, store, args.scenario, mode)
-        stats = run_file(model, store, args.input, args.scenario, alerting)
+        not_after_ms = _not_after(args.not_after, settings)
+        stats = run_file(model, store, args.input, args.scenario, alerting, not_after_ms=not_after_ms)
         log.info("run.done", lines=stats.lines, accepted=stats.accepted, bad=stats.bad)
         print_summary(store, stats, args.scenario)
         if alerting is not None:
             print("\n" + "\n".join(alerting.finish(store).lines()))
     return 0
+
+
+def _not_after(value: str, settings: Settings) -> int | None:
+    """--not-after as epoch ms: the shell reads the wall clock here, the engine never does."""
+    if value == "none":
+        return None
+    if value == "now":
+        return int((time.time() + settings.future_bound_s) * 1000)
+    try:
+        moment = parse_time(value)
+    except ValueError as error:
+        msg = f"--not-after takes now, none or an RFC 3339 time with an offset: {error}"
+        raise TouchpathError(msg) from error
+    return (moment - EPOCH) // ONE_MS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

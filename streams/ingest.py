@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from events.codec import check_event
+from events.codec import check_event, check_not_future
 from events.errors import BadReason, Rejection, TouchpathError
 from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent, unrepresentable
 from events.registry import Registry
@@ -58,6 +59,7 @@ class IngestLimits:
     max_event_depth: int = MAX_EVENT_DEPTH
     ack_timeout_s: float = 5.0
     retry_after_s: int = 5
+    max_future_s: float = 300.0  # events later than the server's clock plus this: future_timestamp
 
 
 # -- parsing the body ----------------------------------------------------------------------------
@@ -115,10 +117,15 @@ def _depth(value: object) -> int:
     return deepest
 
 
-def _check_one(index: int, raw: bytes, registry: Registry | None, max_depth: int) -> Item | Refused:
+def _check_one(
+    index: int, raw: bytes, registry: Registry | None, max_depth: int, not_after_ms: int | None
+) -> Item | Refused:
     result = check_event(raw)
     if isinstance(result, Rejection):
         return Refused(index, raw, result)
+    future = check_not_future(result, not_after_ms)
+    if future is not None:
+        return Refused(index, raw, future)
     # Only attributes can nest freely; the rest of the model is flat or fixed (survey).
     if result.attributes is not None and 1 + _depth(result.attributes) > max_depth:
         detail = f"nested deeper than {max_depth} levels (counting the event object itself)"
@@ -143,9 +150,18 @@ def _element_bytes(element: object) -> bytes | Rejection:
 
 
 def split_events(
-    body: bytes, content_type: str | None, limits: IngestLimits, registry: Registry | None = None
+    body: bytes,
+    content_type: str | None,
+    limits: IngestLimits,
+    registry: Registry | None = None,
+    now_ms: int | None = None,
 ) -> Batch | BodyError:
-    """Split a body (one JSON event, a JSON array, or NDJSON) and check every event on its own."""
+    """Split a body (one JSON event, a JSON array, or NDJSON) and check every event on its own.
+
+    now_ms is the receiving server's wall clock: events beyond it plus limits.max_future_s are
+    refused as future_timestamp (None: no such check).
+    """
+    not_after_ms = None if now_ms is None else now_ms + int(limits.max_future_s * 1000)
     kind = (content_type or "").split(";", 1)[0].strip().lower()
     if not body.strip():
         return BodyError(400, "empty_body", "the body is empty; send one event, a JSON array or NDJSON")
@@ -181,7 +197,7 @@ def split_events(
         if isinstance(raw, Rejection):
             refused.append(Refused(index, b"", raw))
             continue
-        checked = _check_one(index, raw, registry, limits.max_event_depth)
+        checked = _check_one(index, raw, registry, limits.max_event_depth, not_after_ms)
         if isinstance(checked, Item):
             items.append(checked)
         else:
@@ -603,8 +619,12 @@ def create_app(
     registry: Registry | None = None,
     sql_authenticator: RequestAuthenticator | None = None,
     metrics: IngestMetrics | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The ingest app around a sink; the caller owns (and closes) the sink."""
+    """The ingest app around a sink; the caller owns (and closes) the sink.
+
+    clock is the wall clock against which far-future events are refused (the engine has none).
+    """
     limits = limits or IngestLimits()
     limiter = limiter or RateLimiter(0, 1)
     stats = metrics or IngestMetrics()
@@ -657,7 +677,8 @@ def create_app(
         )
         if failure is not None:
             return refuse(failure, started)
-        parsed = split_events(body, request.headers.get("content-type"), limits, registry)
+        now_ms = int(clock() * 1000)
+        parsed = split_events(body, request.headers.get("content-type"), limits, registry, now_ms)
         wait = limiter.take(key_id, parsed.sent if isinstance(parsed, Batch) else 1)
         if wait is not None:
             detail = (

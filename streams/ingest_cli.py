@@ -122,7 +122,7 @@ def _authenticator(settings: Settings) -> RequestAuthenticator:
 
 
 def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
-    limits = IngestLimits(ack_timeout_s=settings.ingest_ack_timeout_s)
+    limits = IngestLimits(ack_timeout_s=settings.ingest_ack_timeout_s, max_future_s=settings.future_bound_s)
     if settings.ingest_rate_limit > 0 and settings.ingest_rate_burst < limits.max_events:
         msg = (
             f"TOUCHPATH_INGEST_RATE_BURST is {settings.ingest_rate_burst}, below the {limits.max_events} "

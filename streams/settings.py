@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
+    # Live paths (ingest, serve, worker) quarantine events more than this far ahead of their wall
+    # clock as future_timestamp; `run` does the same against the time it starts (see README).
+    # 300 s = the request signing tolerance: a sender whose clock passes the signature check never
+    # trips it, and no watermark moves more than 5 minutes past real time (alert lateness is 1 h,
+    # the shortest abandon_after days).
+    future_bound_s: float = 300.0
     # Analysts' SQL (`touchpath sql`, GET /v1/sql): a read-only session with these limits.
     sql_clickhouse_url: str | None = None  # a read-only analyst user's DSN (deploy/clickhouse/analyst.sql)
     sql_timeout_s: int = 30  # max_execution_time
