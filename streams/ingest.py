@@ -36,6 +36,7 @@ from streams.auth import (
     RateLimiter,
     RequestAuthenticator,
 )
+from streams.http_guard import read_body
 from streams.sqlguard import GuardedSQL, SqlRefusedError
 from streams.store import ClickHouseProjectionStore, StoreError
 
@@ -60,6 +61,7 @@ class IngestLimits:
     ack_timeout_s: float = 5.0
     retry_after_s: int = 5
     max_future_s: float = 300.0  # events later than the server's clock plus this: future_timestamp
+    body_timeout_s: float = 30.0  # a body not complete this long after its headers: 408
 
 
 # -- parsing the body ----------------------------------------------------------------------------
@@ -583,18 +585,6 @@ def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows beyond `limit` bytes (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 _EVENTS_DOC = {
     "description": "One touchpoint event (a JSON object), a JSON array of up to 500 events, or NDJSON "
     "(Content-Type: application/x-ndjson). Each event is at most 32 KB; a request at most 512 KB. "
@@ -669,7 +659,10 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_request_bytes:
             return answer(413, _too_large(int(declared), limits), started)
-        body = await _read_capped(request, limits.max_request_bytes)
+        body = await read_body(request.stream(), limits.max_request_bytes, limits.body_timeout_s)
+        if isinstance(body, TimeoutError):
+            detail = f"the body did not arrive within {limits.body_timeout_s:g} s; send it at once"
+            return answer(408, {"error": "request_timeout", "detail": detail, "accepted": 0}, started)
         if body is None:
             return answer(413, _too_large(None, limits), started)
         failure = authenticator.verify(

@@ -19,6 +19,12 @@ from events.sdk import ClientOptions, KafkaUnavailableError, TouchpathClient
 from projections.engine import JourneyEngine
 from streams.auth import RateLimiter, RequestAuthenticator, parse_keys
 from streams.definitions import load_journeys
+from streams.http_guard import (
+    ConnectionLimits,
+    default_max_connections,
+    guarded_protocol,
+    install_repeat_filter,
+)
 from streams.ingest import EmbeddedSink, IngestLimits, KafkaSink, create_app, resume_journeys
 from streams.settings import Settings
 from streams.store import ClickHouseProjectionStore
@@ -122,7 +128,11 @@ def _authenticator(settings: Settings) -> RequestAuthenticator:
 
 
 def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
-    limits = IngestLimits(ack_timeout_s=settings.ingest_ack_timeout_s, max_future_s=settings.future_bound_s)
+    limits = IngestLimits(
+        ack_timeout_s=settings.ingest_ack_timeout_s,
+        max_future_s=settings.future_bound_s,
+        body_timeout_s=settings.ingest_body_timeout_s,
+    )
     if settings.ingest_rate_limit > 0 and settings.ingest_rate_burst < limits.max_events:
         msg = (
             f"TOUCHPATH_INGEST_RATE_BURST is {settings.ingest_rate_burst}, below the {limits.max_events} "
@@ -132,7 +142,33 @@ def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
     return limits, RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst)
 
 
-def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP connection limits from the settings."""
+    return ConnectionLimits(
+        max_connections=settings.ingest_max_connections or default_max_connections(),
+        header_timeout_s=settings.ingest_header_timeout_s,
+        body_timeout_s=settings.ingest_body_timeout_s,
+    )
+
+
+def server_config(app: FastAPI, host: str, port: int, limits: ConnectionLimits) -> uvicorn.Config:
+    """uvicorn settings with the connection cap, header timeout and keep-alive of `limits`."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+        http=guarded_protocol(limits),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive_s,
+        backlog=min(2048, limits.max_connections),
+    )
+
+
+def run_server(app: FastAPI, host: str, port: int, what: str, limits: ConnectionLimits | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn finishes requests in progress first)."""
     print(f"touchpath: {what} on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     # Each request allocates thousands of short-lived objects (freed by reference counting), which
@@ -141,16 +177,8 @@ def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    install_repeat_filter()
+    uvicorn.Server(server_config(app, host, port, limits or ConnectionLimits())).run()
 
 
 def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
@@ -194,6 +222,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             settings.ingest_host,
             settings.ingest_port,
             f"ingest into Kafka {settings.kafka_bootstrap} topic {topic}",
+            connection_limits(settings),
         )
     finally:
         sink.close()
@@ -233,7 +262,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             log.info("serve.start", mode="embedded", store=store.description, scenario=args.scenario)
             run_server(
-                app, settings.ingest_host, settings.ingest_port, f"embedded ingest into {store.description}"
+                app,
+                settings.ingest_host,
+                settings.ingest_port,
+                f"embedded ingest into {store.description}",
+                connection_limits(settings),
             )
         finally:
             sink.close()

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # trips it, and no watermark moves more than 5 minutes past real time (alert lateness is 1 h,
     # the shortest abandon_after days).
     future_bound_s: float = 300.0
+    # HTTP connection limits of `ingest` and `serve` (uvicorn has no header timeout or socket cap).
+    ingest_max_connections: int | None = None  # default: half the file-handle limit, at most 512
+    ingest_header_timeout_s: float = 10.0
+    ingest_body_timeout_s: float = 30.0
     # Analysts' SQL (`touchpath sql`, GET /v1/sql): a read-only session with these limits.
     sql_clickhouse_url: str | None = None  # a read-only analyst user's DSN (deploy/clickhouse/analyst.sql)
     sql_timeout_s: int = 30  # max_execution_time
