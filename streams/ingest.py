@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import math
 import threading
 import time
@@ -45,9 +46,6 @@ log = structlog.get_logger("touchpath.ingest")
 MAX_REQUEST_BYTES = 512 * 1024
 MAX_EVENTS_PER_REQUEST = 500
 MAX_EVENT_DEPTH = 16  # JSON nesting of one event, the event object itself being level 1
-NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
-)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -139,16 +137,29 @@ def _check_one(
     return Item(index, result, raw)
 
 
-def _element_bytes(element: object) -> bytes | Rejection:
+_NOT_ONE_VALUE = object()
+
+
+def _element_bytes(element: object) -> bytes | tuple[bytes, Rejection]:
+    """One array element as the one-line JSON that is checked and stored, or its bytes and rejection."""
     # The same number rule as check_event applies before re-encoding (orjson would write NaN as null).
     problem = unrepresentable(element)
     if problem is not None:
         field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
-        return Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
+        rejection = Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
+        return _faithful(element), rejection
     try:
         return orjson.dumps(element)
     except orjson.JSONEncodeError as error:  # nested beyond orjson's 254 levels
-        return Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+        return b"", Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+
+
+def _faithful(element: object) -> bytes:
+    """The element as JSON text that keeps NaN, Infinity and big integers (for the quarantine)."""
+    try:
+        return json.dumps(element, separators=(",", ":"), ensure_ascii=False).encode()[:MAX_EVENT_BYTES]
+    except (ValueError, RecursionError):
+        return b""
 
 
 def split_events(
@@ -160,35 +171,32 @@ def split_events(
 ) -> Batch | BodyError:
     """Split a body (one JSON event, a JSON array, or NDJSON) and check every event on its own.
 
+    The signed bytes alone decide how they are read; Content-Type (outside the signature) is not
+    used: a body that is one JSON value is JSON, anything else is NDJSON (one event per line). No
+    body reads differently both ways except a one-line array, which only JSON can carry anyway.
     now_ms is the receiving server's wall clock: events beyond it plus limits.max_future_s are
     refused as future_timestamp (None: no such check).
     """
+    del content_type  # see above: not part of the signed payload, so never part of the meaning
     not_after_ms = None if now_ms is None else now_ms + int(limits.max_future_s * 1000)
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
     if not body.strip():
         return BodyError(400, "empty_body", "the body is empty; send one event, a JSON array or NDJSON")
-    raws: list[bytes | Rejection]
-    if kind in NDJSON_TYPES:
+    raws: list[bytes | tuple[bytes, Rejection]]
+    try:
+        # The event decoder's own parser (jiter): numbers decode exactly as in NDJSON and files.
+        decoded = pydantic_core.from_json(body, allow_inf_nan=True)
+    except ValueError:
+        decoded = _NOT_ONE_VALUE
+    if decoded is _NOT_ONE_VALUE:
         raws = [line.strip() for line in body.split(b"\n") if line.strip()]
+    elif isinstance(decoded, list):
+        if len(decoded) > limits.max_events:
+            return _too_many(len(decoded), limits)
+        raws = [_element_bytes(element) for element in decoded]
+    elif isinstance(decoded, dict):
+        raws = [_element_bytes(decoded)]
     else:
-        try:
-            # The event decoder's own parser (jiter): numbers decode exactly as in NDJSON and files.
-            decoded = pydantic_core.from_json(body, allow_inf_nan=True)
-        except ValueError as error:
-            return BodyError(
-                400,
-                "malformed_json",
-                f"the body is not JSON ({error}); send one event object, a JSON array of events, or "
-                "NDJSON with Content-Type: application/x-ndjson",
-            )
-        if isinstance(decoded, list):
-            if len(decoded) > limits.max_events:
-                return _too_many(len(decoded), limits)
-            raws = [_element_bytes(element) for element in decoded]
-        elif isinstance(decoded, dict):
-            raws = [_element_bytes(decoded)]
-        else:
-            return BodyError(400, "malformed_body", "the body must be a JSON object (one event) or an array")
+        return BodyError(400, "malformed_body", "the body must be a JSON object (one event) or an array")
     if not raws:
         return BodyError(400, "empty_body", "the request carries no events")
     if len(raws) > limits.max_events:
@@ -196,8 +204,8 @@ def split_events(
     items: list[Item] = []
     refused: list[Refused] = []
     for index, raw in enumerate(raws):
-        if isinstance(raw, Rejection):
-            refused.append(Refused(index, b"", raw))
+        if isinstance(raw, tuple):
+            refused.append(Refused(index, raw[0], raw[1]))
             continue
         checked = _check_one(index, raw, registry, limits.max_event_depth, not_after_ms)
         if isinstance(checked, Item):
@@ -587,7 +595,8 @@ def _retry_after(seconds: float) -> dict[str, str]:
 
 _EVENTS_DOC = {
     "description": "One touchpoint event (a JSON object), a JSON array of up to 500 events, or NDJSON "
-    "(Content-Type: application/x-ndjson). Each event is at most 32 KB; a request at most 512 KB. "
+    "(one event per line; the body alone decides, Content-Type is not used). Each event is at most "
+    "32 KB; a request at most 512 KB. "
     "Sign with X-Touchpath-Key, X-Touchpath-Timestamp (Unix seconds) and X-Touchpath-Signature: "
     "sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>.",
     "required": True,
@@ -626,6 +635,10 @@ def create_app(
 
     def refuse(failure: AuthFailure, started: float) -> Response:
         stats.auth_failures[failure.reason] += 1
+        if failure.reason == "unavailable":  # the replay store could not record the signature
+            stats.observe(503, time.perf_counter() - started)
+            body = {"error": "unavailable", "detail": failure.detail, "retry_after_s": limits.retry_after_s}
+            return _json(503, body, _retry_after(limits.retry_after_s))
         stats.observe(401, time.perf_counter() - started)
         return _json(401, {"error": "unauthorized", "reason": failure.reason, "detail": failure.detail})
 
@@ -665,8 +678,12 @@ def create_app(
             return answer(408, {"error": "request_timeout", "detail": detail, "accepted": 0}, started)
         if body is None:
             return answer(413, _too_large(None, limits), started)
-        failure = authenticator.verify(
-            key_id, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body
+        failure = await _verify(
+            authenticator,
+            key_id,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
         )
         if failure is not None:
             return refuse(failure, started)
@@ -746,6 +763,20 @@ def create_app(
     return app
 
 
+async def _verify(
+    authenticator: RequestAuthenticator,
+    key_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    payload: bytes,
+) -> AuthFailure | None:
+    """Verify; with a durable replay store the record is a blocking write, so it runs off the loop."""
+    if authenticator.replay_store is None:
+        return authenticator.verify(key_id, timestamp, signature, payload)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, authenticator.verify, key_id, timestamp, signature, payload)
+
+
 def _too_large(declared: int | None, limits: IngestLimits) -> dict[str, object]:
     size = f"{declared} bytes" if declared is not None else "more"
     return {
@@ -781,12 +812,15 @@ def _add_sql(
                 {"error": "disabled", "detail": "SQL over HTTP is off; set TOUCHPATH_SQL_KEYS to enable it"},
             )
         key_id = request.headers.get(KEY_HEADER)
-        failure = authenticator.verify(
+        failure = await _verify(
+            authenticator,
             key_id,
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
             request.scope.get("query_string", b""),
         )
+        if failure is not None and failure.reason == "unavailable":
+            return _json(503, {"error": "unavailable", "detail": failure.detail}, _retry_after(5))
         if failure is not None:
             return _json(401, {"error": "unauthorized", "reason": failure.reason, "detail": failure.detail})
         assert key_id is not None

@@ -17,7 +17,7 @@ from events.errors import TouchpathError
 from events.model import TouchpointEvent
 from events.sdk import ClientOptions, KafkaUnavailableError, TouchpathClient
 from projections.engine import JourneyEngine
-from streams.auth import RateLimiter, RequestAuthenticator, parse_keys
+from streams.auth import TOLERANCE_S, RateLimiter, ReplayStore, RequestAuthenticator, parse_keys
 from streams.definitions import load_journeys
 from streams.http_guard import (
     ConnectionLimits,
@@ -27,6 +27,7 @@ from streams.http_guard import (
 )
 from streams.ingest import EmbeddedSink, IngestLimits, KafkaSink, create_app, resume_journeys
 from streams.settings import Settings
+from streams.signature_store import KafkaSignatures, StoreSignatures
 from streams.store import ClickHouseProjectionStore
 from streams.topics import TopicNames, TopicPlan, ensure_topics
 
@@ -116,7 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings().model_copy(update=overrides)
 
 
-def _authenticator(settings: Settings) -> RequestAuthenticator:
+def _authenticator(settings: Settings, replay_store: ReplayStore | None = None) -> RequestAuthenticator:
     keys = parse_keys(settings.ingest_keys.get_secret_value())
     if not keys:
         msg = (
@@ -124,7 +125,7 @@ def _authenticator(settings: Settings) -> RequestAuthenticator:
             "16 random characters) before starting the server"
         )
         raise TouchpathError(msg)
-    return RequestAuthenticator(keys)
+    return RequestAuthenticator(keys, replay_store=replay_store)
 
 
 def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
@@ -200,13 +201,20 @@ def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """touchpath ingest."""
     settings = _settings(args)
-    authenticator = _authenticator(settings)
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
     names = TopicNames.with_prefix(settings.topic_prefix)
     topic = args.topic or names.touchpoints
     if args.topic is None:
         ensure_topics(settings.kafka_bootstrap, TopicPlan(partitions=settings.partitions), names=names)
+    # Used signatures on a topic every replica writes and follows: a replay is refused after a
+    # restart and by the other replicas (streams.signature_store explains the remaining race).
+    signatures = KafkaSignatures(settings.kafka_bootstrap, topic + ".signatures", TOLERANCE_S)
+    try:
+        authenticator = _authenticator(settings, signatures)
+    except BaseException:
+        signatures.close()
+        raise
     sink = KafkaSink(ingest_client(settings, topic), settings.ingest_ack_timeout_s)
     try:
         app = create_app(sink, authenticator, limits=limits, limiter=limiter, registry=model.registry)
@@ -226,6 +234,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     finally:
         sink.close()
+        signatures.close()
     return 0
 
 
@@ -234,11 +243,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streams.cli import open_store  # noqa: PLC0415 -- streams.cli imports this module while it builds
 
     settings = _settings(args)
-    authenticator = _authenticator(settings)
+    _authenticator(settings)  # refuse to start without keys before opening the store
     sql_keys = parse_keys(settings.sql_keys.get_secret_value(), "TOUCHPATH_SQL_KEYS")
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
     with open_store(settings) as store:
+        # Used signatures live in the store too, so a replay after a restart is refused.
+        signatures = StoreSignatures(store)
+        authenticator = _authenticator(settings, signatures)
         engine = JourneyEngine(model, args.scenario)
         resumed = resume_journeys(engine, store)
         if resumed:
@@ -258,7 +270,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 limits=limits,
                 limiter=limiter,
                 registry=model.registry,
-                sql_authenticator=RequestAuthenticator(sql_keys) if sql_keys else None,
+                sql_authenticator=RequestAuthenticator(sql_keys, replay_store=signatures)
+                if sql_keys
+                else None,
             )
             log.info("serve.start", mode="embedded", store=store.description, scenario=args.scenario)
             run_server(
