@@ -51,7 +51,7 @@ def _stop(sink: EmbeddedSink) -> None:
 
 
 def test_serve_refuses_a_replay_after_a_restart(model: JourneyModel, tmp_path: Path) -> None:
-    """The same signed POST and GET /v1/sql, sent again after the server restarted, are refused as replayed."""
+    """The same signed POST and GET /v1/sql, sent again after a restart, are refused as replayed."""
     headers = {"Content-Type": "application/json", **signed_headers("shop", SECRET, BODY)}
     query = urlencode({"q": "SELECT count() FROM touchpoint_events"})
     sql_headers = signed_headers("analyst", SQL_SECRET, query.encode())
