@@ -201,6 +201,7 @@ def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """touchpath ingest."""
     settings = _settings(args)
+    _authenticator(settings)  # refuse to start without keys before reaching Kafka
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
     names = TopicNames.with_prefix(settings.topic_prefix)
