@@ -6,6 +6,7 @@ import argparse
 import csv
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ from streams.runner import EmbeddedRunner, RunStats, numbered_lines, restore_sta
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate, truth_lines
 from streams.sqlguard import GuardedSQL
-from streams.store import ClickHouseProjectionStore
+from streams.store import ClickHouseProjectionStore, private_dir
 from streams.summary import render_table, summarise
 
 log = structlog.get_logger("touchpath")
@@ -283,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """touchpath demo."""
     settings = _settings(args)
     model = load_journeys(settings.journeys_path())
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     events_path = settings.data_dir / "demo-events.jsonl"
     truth_path = settings.data_dir / "demo-truth.jsonl"
     simulation = simulate(model, SimulationConfig(customers=args.customers, days=args.days, seed=args.seed))
@@ -388,7 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `touchpath` console script."""
     args = build_parser().parse_args(argv)
     configure_logging(Settings().log_level)
+    previous = None
     try:
+        # Everything this process creates (chDB files, spools, reports) gets the private mode.
+        previous = os.umask(Settings().umask_bits())
         code: int = args.handler(args)
         return code
     except DefinitionError as error:
@@ -399,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            os.umask(previous)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.errors import TouchpathError
 from streams.sqlguard import SqlLimits
 
 
@@ -44,6 +45,21 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
+    # File-mode creation mask of every touchpath process (octal): 077 = data dirs 0700, files 0600,
+    # since they hold customer data; 027 lets a group read them.
+    umask: str = "077"
+
+    def umask_bits(self) -> int:
+        """The umask as an integer; TouchpathError naming the setting when it is not octal 000-777."""
+        try:
+            bits = int(self.umask, 8)
+        except ValueError:
+            bits = -1
+        if not 0 <= bits <= 0o777:
+            msg = f"TOUCHPATH_UMASK must be octal like 077 or 027, got '{self.umask}'"
+            raise TouchpathError(msg)
+        return bits
+
     # Live paths (ingest, serve, worker) quarantine events more than this far ahead of their wall
     # clock as future_timestamp; `run` does the same against the time it starts (see README).
     # 300 s = the request signing tolerance: a sender whose clock passes the signature check never

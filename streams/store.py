@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+import structlog
 
 from events.errors import TouchpathError
 from projections import schema
 from projections.engine import RowBatch
 from streams.sqlguard import GuardedSQL, SqlLimits
+
+log = structlog.get_logger("touchpath.store")
 
 # Inserts must be durable when the call returns (servers default to async inserts now).
 INSERT_SETTINGS = {"async_insert": 0}
@@ -114,7 +117,7 @@ class ClickHouseProjectionStore:
     @classmethod
     def embedded(cls, data_dir: Path) -> ClickHouseProjectionStore:
         """Open (creating if needed) the chDB data dir; only one process may hold it."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         try:
             client = clickhouse_connect.get_client(interface="chdb", path=str(data_dir / "chdb"))
         except Exception as error:
@@ -231,6 +234,19 @@ class ClickHouseProjectionStore:
     def close(self) -> None:
         """Release the client (and, embedded, the data dir lock)."""
         self.client.close()
+
+
+def private_dir(path: Path) -> None:
+    """Create a data dir readable by its owner only (0700); warn when an existing one is wider."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "store.data_dir_readable",
+            path=str(path),
+            mode=oct(mode),
+            fix=f"chmod -R go-rwx {path} (it holds customer data)",
+        )
 
 
 def _redact(url: str) -> str:
