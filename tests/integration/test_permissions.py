@@ -40,7 +40,7 @@ def test_data_dir_and_files_are_private_by_default(model: JourneyModel, tmp_path
 def test_the_umask_is_configurable(
     model: JourneyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """TOUCHPATH_UMASK=027 lets the group read (never write); a bad value is refused with the setting's name."""
+    """TOUCHPATH_UMASK=027 lets the group read (never write); a bad value is refused naming the setting."""
     monkeypatch.setenv("TOUCHPATH_UMASK", "027")
     data_dir = _run(model, tmp_path)
     modes = _modes(data_dir)
