@@ -827,6 +827,8 @@ def _add_sql(
         wait = limiter.take(key_id, 1)
         if wait is not None:
             return _json(429, {"error": "rate_limited", "retry_after_s": math.ceil(wait)}, _retry_after(wait))
+        if len(request.query_params.getlist("q")) > 1:
+            return _json(400, {"error": "bad_query", "detail": "pass the query once, as ?q=SELECT ..."})
         query = request.query_params.get("q", "")
         if not query.strip():
             return _json(400, {"error": "bad_query", "detail": "pass the query as ?q=SELECT ..."})

@@ -440,12 +440,14 @@ class GuardedSQL:
         """Judge and run one query; columns and rows, or SqlRefusedError naming the rule or limit."""
         parameters = parameters or {}
         with self._session() as client:
-            canonical = self._check(client, query, parameters)
             try:
+                canonical = self._check(client, query, parameters)
                 result = client.query(canonical, parameters=parameters)
-            except Exception as error:
+                return list(result.column_names), [tuple(row) for row in result.result_rows]
+            except TouchpathError:
+                raise
+            except Exception as error:  # whatever the driver raises is a refusal with its reason
                 raise _describe_error(error, self.limits) from None
-            return list(result.column_names), [tuple(row) for row in result.result_rows]
 
     def close(self) -> None:
         """Close every session."""
