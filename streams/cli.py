@@ -69,6 +69,7 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.ingest_cli",
     "streams.replay_cli",
     "streams.alerts_cli",
+    "streams.sql_bench",
 )
 
 

@@ -148,7 +148,8 @@ class SqlLimits:
     max_memory_bytes: int = 1024**3
     max_result_rows: int = 100_000
     max_result_bytes: int = 64 * 1024**2
-    max_threads: int = 2
+    max_threads: int = 1  # per query; with 2 SQL workers at most 2 scan threads compete with ingest
+    thread_priority: int = 10  # nice value of query threads: ingest wins the CPU when both want it
     max_query_chars: int = 64 * 1024
 
     def settings(self) -> dict[str, object]:
@@ -160,6 +161,7 @@ class SqlLimits:
             "max_result_bytes": self.max_result_bytes,
             "result_overflow_mode": "throw",
             "max_threads": self.max_threads,
+            "os_thread_priority": self.thread_priority,
             "max_query_size": self.max_query_chars + 1024,
             "readonly": 1,
         }
