@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from projections.engine import JourneyEngine
@@ -15,6 +17,8 @@ from streams.cli import main
 from streams.ingest import EmbeddedSink, create_app
 from streams.runner import EmbeddedRunner
 from streams.store import ClickHouseProjectionStore
+from streams.topics import TopicNames
+from tests.integration.streaming import WorkerProcess, produce_lines
 
 SECRET = "ingest-secret-0123456789"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -127,6 +131,35 @@ def test_cli_run_defaults_to_the_wall_clock(tmp_path: Path, model: JourneyModel)
     data_dir = tmp_path / "data"
     assert main(["run", "--input", str(path), "--data-dir", str(data_dir), "--alerts", "off"]) == 0
     store = ClickHouseProjectionStore.embedded(data_dir)
+    try:
+        _, rows = store.query("SELECT reason, field FROM bad_events FINAL")
+        assert rows == [("future_timestamp", "occurred_at")]
+        assert _statuses(store, "alice") == ["in_progress"]
+    finally:
+        store.close()
+
+
+@pytest.mark.kafka
+def test_worker_quarantines_far_future_events_against_its_wall_clock(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Events produced straight to Kafka (not through ingest) meet the same bound in the worker."""
+    now = datetime.now(tz=UTC)
+    lines = [
+        _event("a1", "alice", "web.product_page", now - timedelta(hours=2)),
+        _event("m1", "mallory", "web.landing", now + timedelta(days=365)),
+        _event("a2", "alice", "web.cart", now - timedelta(hours=1)),
+    ]
+    prefix = f"future{uuid.uuid4().hex[:8]}."
+    produce_lines(kafka_bootstrap, TopicNames.with_prefix(prefix), lines)
+    worker = WorkerProcess(kafka_bootstrap, prefix, tmp_path / "streamed")
+    worker.start()
+    try:
+        health = worker.wait_idle(len(lines))
+    finally:
+        worker.stop()
+    assert health["bad"] == 1
+    store = ClickHouseProjectionStore.embedded(tmp_path / "streamed")
     try:
         _, rows = store.query("SELECT reason, field FROM bad_events FINAL")
         assert rows == [("future_timestamp", "occurred_at")]
