@@ -12,12 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.codec import check_event
-from events.errors import BadReason, Rejection
+from events.errors import BadEventError, BadReason, Rejection
 from events.model import TouchpointEvent
+from events.sdk import TouchpathClient
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from streams.ingest import Batch, IngestLimits, split_events
 from streams.runner import EmbeddedRunner
+from tests.unit.test_sdk import Factory
 
 GOOD = {
     "event_id": "e-1",
@@ -220,3 +222,29 @@ def test_a_run_keeps_the_good_lines_around_an_overflowing_timestamp(model: Journ
     bad = orjson.dumps({**GOOD, "event_id": "x", "occurred_at": "9999-12-31T23:59:59-01:00"})
     stats = EmbeddedRunner(JourneyEngine(model), None).feed(enumerate([good[0], bad, good[1]], 1), "file")
     assert (stats.lines, stats.accepted, stats.bad) == (3, 2, 1)
+
+
+@given(raw=event_text())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_the_sdk_takes_and_refuses_what_the_decoder_does(raw: bytes) -> None:
+    """TouchpathClient.validate() on bytes accepts exactly what check_event accepts."""
+    decoded = check_event(raw)
+    with TouchpathClient("kafka:9092", producer_factory=Factory()) as client:
+        if isinstance(decoded, Rejection):
+            with pytest.raises(BadEventError) as refused:
+                client.validate(raw)
+            assert refused.value.rejection.reason is decoded.reason
+        else:
+            assert client.validate(raw)[0] == decoded
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf"), 10**30])
+def test_the_sdk_refuses_unrepresentable_numbers_in_dicts(number: float) -> None:
+    """A dict with NaN is refused like the same JSON line, not sent with the value turned into null."""
+    factory = Factory()
+    with TouchpathClient("kafka:9092", producer_factory=factory) as client:
+        with pytest.raises(BadEventError) as refused:
+            client.emit({**GOOD, "attributes": {"amount": number}})
+        assert refused.value.rejection.reason is BadReason.SCHEMA_VIOLATION
+        assert refused.value.rejection.field == "attributes"
+    assert not factory.producers[0].sent
