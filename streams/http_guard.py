@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from streams.logs import RepeatGate
 
 _BUSY_BODY = (
     b'{"error":"busy","detail":"the server has as many open connections as it allows; retry shortly",'
@@ -105,36 +105,18 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets the same message through `burst` times per `window_s`, then one line saying how many were dropped.
-
-    A flood of identical errors (e.g. "Too many open files" from the accept loop) cannot fill the disk.
-    """
+    """A stdlib logging filter around RepeatGate (asyncio's and uvicorn's loggers are stdlib ones)."""
 
     def __init__(self, burst: int = 5, window_s: float = 10.0) -> None:
         super().__init__()
-        self.burst = burst
-        self.window_s = window_s
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count in window]
+        self.gate = RepeatGate(burst, window_s)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg)[:200])
-        now = time.monotonic()
-        with self._lock:
-            window = self._seen.get(key)
-            if window is None or now - window[0] >= self.window_s:
-                dropped = 0 if window is None else int(window[1]) - self.burst
-                self._seen[key] = [now, 1.0]
-                if len(self._seen) > 10_000:  # bounded: forget the oldest keys
-                    for old in list(self._seen)[:5_000]:
-                        del self._seen[old]
-                if dropped > 0:
-                    record.msg = (
-                        f"{record.msg} (and {dropped} identical messages suppressed in {self.window_s:g} s)"
-                    )
-                return True
-            window[1] += 1
-            return window[1] <= self.burst
+        allowed, dropped = self.gate.allow((record.name, str(record.msg)[:200]))
+        if allowed and dropped:
+            window = self.gate.window_s
+            record.msg = f"{record.msg} (and {dropped} identical messages suppressed in {window:g} s)"
+        return allowed
 
 
 def install_repeat_filter(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+import structlog
 import uvicorn
 
 from events.errors import Rejection
@@ -18,6 +19,7 @@ from streams.auth import RequestAuthenticator, signed_headers
 from streams.http_guard import ConnectionLimits, RepeatFilter
 from streams.ingest import Batch, IngestLimits, create_app
 from streams.ingest_cli import server_config
+from streams.logs import configure_logging
 
 SECRET = "ingest-secret-0123456789"
 LIMITS = ConnectionLimits(max_connections=20, header_timeout_s=1.0, body_timeout_s=1.0)
@@ -187,3 +189,15 @@ def test_a_flood_of_identical_log_lines_is_thinned() -> None:
     time.sleep(0.25)
     assert flood.filter(record)
     assert "9995 identical messages suppressed" in str(record.msg)
+
+
+def test_repeated_structured_warnings_are_thinned(capsys: pytest.CaptureFixture[str]) -> None:
+    """touchpath's own warnings (one per failing request in an outage) pass 5 times per window."""
+    configure_logging("info")
+    log = structlog.get_logger("touchpath.test")
+    for _ in range(1000):
+        log.warning("test.flood_warning", problem="Kafka is away")
+    log.info("test.flood_info")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "test.flood" in line]
+    assert len([line for line in lines if "flood_warning" in line]) == 5
+    assert any("flood_info" in line for line in lines)
