@@ -114,6 +114,8 @@ SYSTEM_TABLES = frozenset(
     }
 )
 SCHEMA_DATABASES = frozenset({"information_schema", "INFORMATION_SCHEMA"})
+# touchpath's own bookkeeping that is not analytics: used request signatures (replay protection).
+PRIVATE_TABLES = frozenset({"ingest_signatures"})
 _NODE = re.compile(r"^( *)(\S+)(.*?)(?: \(children (\d+)\))?$")
 _ALIAS = re.compile(r" \(alias .*\)$")
 # ClickHouse error code -> (the limit or rule it names, what to do)
@@ -267,6 +269,10 @@ def judge(root: Node, canonical: str, catalog: Catalog) -> None:
             _judge_function(node.name, parent is not None and parent.kind == "TableExpression", catalog)
         elif node.kind in {"TableIdentifier", "Identifier"}:
             _judge_name(node.name, catalog)
+            if node.kind == "TableIdentifier" and node.name.rsplit(".", 1)[-1] in PRIVATE_TABLES:
+                raise SqlRefusedError(
+                    f"table {node.name}", f"{node.name} is touchpath's own bookkeeping, not data"
+                )
 
 
 def _judge_function(name: str, as_table: bool, catalog: Catalog) -> None:

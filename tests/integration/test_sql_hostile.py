@@ -216,6 +216,8 @@ OTHER = [
     "💥",
     "SELECT " + "1 + " * 40000 + "1",
     "SELECT * FROM {t:Identifier}",
+    "SELECT count() FROM ingest_signatures",
+    "SELECT * FROM default.ingest_signatures",
 ]
 PARAMS: dict[str, dict[str, str]] = {
     "SELECT * FROM {t:Identifier}": {"t": "system.settings"},
