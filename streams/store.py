@@ -145,6 +145,12 @@ class ClickHouseProjectionStore:
             raise StoreError(msg) from error
 
         def connect(settings: dict[str, object]) -> Any:
+            # A read-only user (deploy/clickhouse/analyst.sql) gets readonly and the limits from its
+            # profile, which no client may change: connect as it is. Any other user gets them here.
+            plain = clickhouse_connect.get_client(dsn=url)
+            if int(plain.query("SELECT getSetting('readonly')").result_rows[0][0]) > 0:
+                return plain
+            plain.close()
             return clickhouse_connect.get_client(dsn=url, settings=settings)
 
         return cls(client, cluster, description=f"ClickHouse at {_redact(url)}", connect=connect)
