@@ -219,11 +219,12 @@ class ClickHouseProjectionStore:
         """The guarded query path on new read-only sessions of this store (see streams.sqlguard)."""
         limits = limits or SqlLimits()
         connect = self.connect
-        if connect is None:
-            raise StoreError("this store cannot open analyst sessions")
         description = self.description
 
         def session() -> Any:
+            if connect is None:
+                msg = f"{description or 'this store'} cannot open analyst sessions"
+                raise StoreError(msg)
             try:
                 return connect(limits.settings())
             except Exception as error:
