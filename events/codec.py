@@ -6,7 +6,7 @@ import orjson
 from pydantic import ValidationError
 
 from events.errors import BadEventError, BadReason, Rejection
-from events.model import MAX_EVENT_BYTES, TouchpointEvent
+from events.model import EPOCH, MAX_EVENT_BYTES, ONE_MS, TouchpointEvent
 
 
 def _field_of(error: ValidationError) -> tuple[str | None, str]:
@@ -29,6 +29,19 @@ def check_event(raw: bytes) -> TouchpointEvent | Rejection:
         if extra:
             message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
         return Rejection(BadReason.SCHEMA_VIOLATION, message, field)
+
+
+def check_not_future(event: TouchpointEvent, not_after_ms: int | None) -> Rejection | None:
+    """Refuse an event later than `not_after_ms` (a shell's wall clock plus its bound); pure."""
+    if not_after_ms is None or event.occurred_ms <= not_after_ms:
+        return None
+    ahead_s = (event.occurred_ms - not_after_ms) / 1000
+    detail = (
+        f"{event.occurred_at.isoformat()} is {ahead_s:,.0f} s beyond the latest accepted time "
+        f"{(EPOCH + not_after_ms * ONE_MS).isoformat()} (the receiver's clock plus its bound); fix the "
+        "sender's clock or the timestamp"
+    )
+    return Rejection(BadReason.FUTURE_TIMESTAMP, detail, "occurred_at")
 
 
 def decode_event(raw: bytes) -> TouchpointEvent:

@@ -19,6 +19,7 @@ class BadReason(StrEnum):
     UNKNOWN_TOUCHPOINT = "unknown_touchpoint"
     CHANNEL_MISMATCH = "channel_mismatch"
     TOO_LATE = "too_late"
+    FUTURE_TIMESTAMP = "future_timestamp"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from kafka.partitioner.default import murmur2
 
 from events.codec import check_event, encode_event
 from events.errors import BadEventError, BadReason, Rejection, TouchpathError
-from events.model import TouchpointEvent
+from events.model import TouchpointEvent, unrepresentable
 from events.registry import Registry
 from events.spool import Spool, SpoolRef
 
@@ -373,6 +373,11 @@ class TouchpathClient:
             if isinstance(event, bytes | bytearray | memoryview):
                 raw = bytes(event)
             else:
+                # orjson would write NaN and Infinity as null: the contract refuses them instead.
+                problem = unrepresentable(dict(event))
+                if problem is not None:
+                    field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+                    raise BadEventError(Rejection(BadReason.SCHEMA_VIOLATION, problem, field))
                 try:
                     raw = orjson.dumps(event)
                 except TypeError as error:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from events.errors import TouchpathError
 
@@ -77,11 +78,29 @@ class AuthFailure:
     detail: str
 
 
+class ReplayStore(Protocol):
+    """Where used signatures outlive the process and reach the other replicas (see streams.replay_store)."""
+
+    def load(self, now: int, remember: Callable[[str, int], None]) -> None:
+        """Hand every signature still inside its window to `remember` (at start, and as others add)."""
+        ...
+
+    def record(self, signature: str, expires: int) -> None:
+        """Make a newly used signature durable and visible to the other replicas; raise if it cannot."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
 class RequestAuthenticator:
     """Checks key, timestamp window and signature, and refuses a signature it has seen before.
 
     Signatures are remembered until their timestamp leaves the tolerance window, after which the
     timestamp check alone refuses them; so memory is bounded by the request rate times the window.
+    With a replay store they are also recorded durably (before the request is answered) and loaded
+    at start, so a restart or another replica refuses them too.
     """
 
     def __init__(
@@ -91,14 +110,30 @@ class RequestAuthenticator:
         tolerance_s: int = TOLERANCE_S,
         replay_capacity: int = 1_000_000,
         clock: Callable[[], float] = time.time,
+        replay_store: ReplayStore | None = None,
     ) -> None:
         self.keys = dict(keys)
         self.tolerance_s = tolerance_s
         self.replay_capacity = replay_capacity
         self.clock = clock
+        self.replay_store = replay_store
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._expiry: list[tuple[int, str]] = []
+        if replay_store is not None:
+            replay_store.load(int(clock()), self.remember_used)
+
+    def remember_used(self, signature: str, expires: int) -> None:
+        """Mark a signature used elsewhere (an earlier run, another replica) until it expires."""
+        with self._lock:
+            if signature not in self._seen and expires >= int(self.clock()):
+                self._seen.add(signature)
+                heapq.heappush(self._expiry, (expires, signature))
+
+    def is_used(self, key_id: str, signature: str) -> bool:
+        """Whether this signature header value of the key is known as used (here or elsewhere)."""
+        with self._lock:
+            return f"{key_id}:{signature.removeprefix('sha256=').lower()}" in self._seen
 
     def identify(self, key_id: str | None) -> AuthFailure | None:
         """Refuse a missing or unknown key before the body is read."""
@@ -142,7 +177,19 @@ class RequestAuthenticator:
                 "the signature does not match: sign timestamp + '.' + the exact body bytes with the "
                 "key's secret",
             )
-        return self._remember(f"{key_id}:{expected}", int(float(timestamp)) + self.tolerance_s + 1, int(now))
+        signature_key = f"{key_id}:{expected}"
+        expires = int(float(timestamp)) + self.tolerance_s + 1
+        refused = self._remember(signature_key, expires, int(now))
+        if refused is None and self.replay_store is not None:
+            try:
+                self.replay_store.record(signature_key, expires)
+            except Exception as error:
+                with self._lock:
+                    self._seen.discard(signature_key)  # the sender may retry this very request
+                return AuthFailure(
+                    "unavailable", f"the replay store cannot record the request ({error}); retry"
+                )
+        return refused
 
     def _remember(self, signature: str, expires: int, now: int) -> AuthFailure | None:
         with self._lock:

@@ -25,6 +25,8 @@ from streams.cli_common import (
 # structlog when it runs.
 if TYPE_CHECKING:
     from streams.settings import Settings
+    from streams.sqlguard import GuardedSQL
+    from streams.store import ClickHouseProjectionStore
 
 __all__ = ["CommandGroups", "build_parser", "main", "open_existing_store", "open_store"]
 
@@ -48,6 +50,7 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.replay_cli",
     "streams.alerts_cli",
     "streams.native_cli",
+    "streams.sql_bench_cli",
 )
 
 
@@ -73,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     journeys_arg(run)
     data_dir_arg(run)
     run.add_argument("--scenario", default="live", help="scenario name written on every row")
+    run.add_argument(
+        "--not-after",
+        default="now",
+        metavar="now|none|TIME",
+        help="quarantine events later than this as future_timestamp: now (default: the time the run "
+        "starts plus TOUCHPATH_FUTURE_BOUND_S), an RFC 3339 time (reproducible re-runs), or none",
+    )
     run.add_argument(
         "--alerts",
         choices=ALERT_MODES,
@@ -183,12 +193,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("run.start", input=args.input, store=store.description, scenario=args.scenario)
         mode = AlertMode(args.alerts or ("send" if args.scenario == "live" else "record"))
         alerting = embedded_alerting(model, store, args.scenario, mode)
-        stats = run_file(model, store, args.input, args.scenario, alerting)
+        not_after_ms = _not_after(args.not_after, settings)
+        stats = run_file(model, store, args.input, args.scenario, alerting, not_after_ms=not_after_ms)
         log.info("run.done", lines=stats.lines, accepted=stats.accepted, bad=stats.bad, blank=stats.blank)
         print_summary(store, stats, args.scenario)
         if alerting is not None:
             print("\n" + "\n".join(alerting.finish(store).lines()))
     return 0
+
+
+def _not_after(value: str, settings: Settings) -> int | None:
+    """--not-after as epoch ms: the shell reads the wall clock here, the engine never does."""
+    import time  # noqa: PLC0415 -- see the module comment
+
+    from events.model import EPOCH, ONE_MS, parse_time  # noqa: PLC0415
+
+    if value == "none":
+        return None
+    if value == "now":
+        return int((time.time() + settings.future_bound_s) * 1000)
+    try:
+        moment = parse_time(value)
+    except ValueError as error:
+        msg = f"--not-after takes now, none or an RFC 3339 time with an offset: {error}"
+        raise TouchpathError(msg) from error
+    return (moment - EPOCH) // ONE_MS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -228,6 +257,17 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
     return out
 
 
+def analyst_sql(settings: Settings, store: ClickHouseProjectionStore, sessions: int = 1) -> GuardedSQL:
+    """The guarded read-only query path: on the analyst DSN if one is set, else on the store's target."""
+    from streams.store import ClickHouseProjectionStore  # noqa: PLC0415 -- see the module comment
+
+    if settings.clickhouse_url and settings.sql_clickhouse_url:
+        reader = ClickHouseProjectionStore.server(settings.sql_clickhouse_url)
+        reader.close()  # only its connect() is used: every analyst session is a new client
+        return reader.analyst_sql(settings.sql_limits(), sessions)
+    return store.analyst_sql(settings.sql_limits(), sessions)
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     """touchpath sql."""
     import csv  # noqa: PLC0415 -- see the module comment
@@ -236,8 +276,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from streams.summary import render_table  # noqa: PLC0415
 
     settings = _settings(args)
+    parameters = _parse_params(args.param)
     with open_existing_store(settings) as store:
-        columns, rows = store.query(args.query, _parse_params(args.param))
+        guard = analyst_sql(settings, store)
+        try:
+            columns, rows = guard.run(args.query, parameters)
+        finally:
+            guard.close()
     if args.format == "json":
         for row in rows:
             print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
@@ -287,12 +332,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `touchpath` console script."""
     args = build_parser().parse_args(argv)
+    import os  # noqa: PLC0415 -- see the module comment
+
     from streams.logs import configure_logging  # noqa: PLC0415 -- structlog loads after parsing
     from streams.settings import Settings  # noqa: PLC0415
 
+    previous = None
     try:
         if getattr(args, "logs", True):
             configure_logging(Settings().log_level)
+        # Everything this process creates (chDB files, spools, reports) gets the private mode.
+        previous = os.umask(Settings().umask_bits())
         code: int = args.handler(args)
         return code
     except DefinitionError as error:
@@ -303,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            os.umask(previous)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from streams.embedded_run import print_summary, run_file
 from streams.report_alerts import incident_rows
 from streams.settings import Settings
 from streams.simulator import DAY, HOUR, MINUTE, START, Incident, SimulationConfig, simulate, truth_lines
+from streams.store import private_dir
 
 if TYPE_CHECKING:
     from streams.store import ClickHouseProjectionStore
@@ -160,7 +161,7 @@ def _when(offset_ms: int) -> str:
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Simulate, run with alerts delivered to the local receiver, summarise and write the report."""
     model = load_journeys(settings.journeys_path())
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     events_path = settings.data_dir / "demo-events.jsonl"
     truth_path = settings.data_dir / "demo-truth.jsonl"
     incident = demo_incident(model, args.days)

@@ -34,13 +34,15 @@ def run_file(
     source: str,
     scenario: str = "live",
     alerting: EmbeddedAlerting | None = None,
+    *,
+    not_after_ms: int | None = None,
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr."""
     engine = JourneyEngine(model, scenario)
     restored = restore_state(engine, store)
     if restored:
         print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
-    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True)
+    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)

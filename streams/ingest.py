@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import math
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
 import orjson
+import pydantic_core
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from events.codec import check_event
+from events.codec import check_event, check_not_future
 from events.errors import BadReason, Rejection, TouchpathError
-from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent
+from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent, unrepresentable
 from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
 from projections import schema
@@ -34,6 +37,8 @@ from streams.auth import (
     RateLimiter,
     RequestAuthenticator,
 )
+from streams.http_guard import read_body
+from streams.sqlguard import GuardedSQL, SqlRefusedError
 from streams.store import ClickHouseProjectionStore, StoreError
 
 log = structlog.get_logger("touchpath.ingest")
@@ -41,9 +46,6 @@ log = structlog.get_logger("touchpath.ingest")
 MAX_REQUEST_BYTES = 512 * 1024
 MAX_EVENTS_PER_REQUEST = 500
 MAX_EVENT_DEPTH = 16  # JSON nesting of one event, the event object itself being level 1
-NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
-)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -56,6 +58,8 @@ class IngestLimits:
     max_event_depth: int = MAX_EVENT_DEPTH
     ack_timeout_s: float = 5.0
     retry_after_s: int = 5
+    max_future_s: float = 300.0  # events later than the server's clock plus this: future_timestamp
+    body_timeout_s: float = 30.0  # a body not complete this long after its headers: 408
 
 
 # -- parsing the body ----------------------------------------------------------------------------
@@ -113,10 +117,15 @@ def _depth(value: object) -> int:
     return deepest
 
 
-def _check_one(index: int, raw: bytes, registry: Registry | None, max_depth: int) -> Item | Refused:
+def _check_one(
+    index: int, raw: bytes, registry: Registry | None, max_depth: int, not_after_ms: int | None
+) -> Item | Refused:
     result = check_event(raw)
     if isinstance(result, Rejection):
         return Refused(index, raw, result)
+    future = check_not_future(result, not_after_ms)
+    if future is not None:
+        return Refused(index, raw, future)
     # Only attributes can nest freely; the rest of the model is flat or fixed (survey).
     if result.attributes is not None and 1 + _depth(result.attributes) > max_depth:
         detail = f"nested deeper than {max_depth} levels (counting the event object itself)"
@@ -128,41 +137,66 @@ def _check_one(index: int, raw: bytes, registry: Registry | None, max_depth: int
     return Item(index, result, raw)
 
 
-def _element_bytes(element: object) -> bytes | Rejection:
+_NOT_ONE_VALUE = object()
+
+
+def _element_bytes(element: object) -> bytes | tuple[bytes, Rejection]:
+    """One array element as the one-line JSON that is checked and stored, or its bytes and rejection."""
+    # The same number rule as check_event applies before re-encoding (orjson would write NaN as null).
+    problem = unrepresentable(element)
+    if problem is not None:
+        field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        rejection = Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
+        return _faithful(element), rejection
     try:
         return orjson.dumps(element)
     except orjson.JSONEncodeError as error:  # nested beyond orjson's 254 levels
-        return Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+        return b"", Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+
+
+def _faithful(element: object) -> bytes:
+    """The element as JSON text that keeps NaN, Infinity and big integers (for the quarantine)."""
+    try:
+        return json.dumps(element, separators=(",", ":"), ensure_ascii=False).encode()[:MAX_EVENT_BYTES]
+    except (ValueError, RecursionError):
+        return b""
 
 
 def split_events(
-    body: bytes, content_type: str | None, limits: IngestLimits, registry: Registry | None = None
+    body: bytes,
+    content_type: str | None,
+    limits: IngestLimits,
+    registry: Registry | None = None,
+    now_ms: int | None = None,
 ) -> Batch | BodyError:
-    """Split a body (one JSON event, a JSON array, or NDJSON) and check every event on its own."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    """Split a body (one JSON event, a JSON array, or NDJSON) and check every event on its own.
+
+    The signed bytes alone decide how they are read; Content-Type (outside the signature) is not
+    used: a body that is one JSON value is JSON, anything else is NDJSON (one event per line). No
+    body reads differently both ways except a one-line array, which only JSON can carry anyway.
+    now_ms is the receiving server's wall clock: events beyond it plus limits.max_future_s are
+    refused as future_timestamp (None: no such check).
+    """
+    del content_type  # see above: not part of the signed payload, so never part of the meaning
+    not_after_ms = None if now_ms is None else now_ms + int(limits.max_future_s * 1000)
     if not body.strip():
         return BodyError(400, "empty_body", "the body is empty; send one event, a JSON array or NDJSON")
-    raws: list[bytes | Rejection]
-    if kind in NDJSON_TYPES:
+    raws: list[bytes | tuple[bytes, Rejection]]
+    try:
+        # The event decoder's own parser (jiter): numbers decode exactly as in NDJSON and files.
+        decoded = pydantic_core.from_json(body, allow_inf_nan=True)
+    except ValueError:
+        decoded = _NOT_ONE_VALUE
+    if decoded is _NOT_ONE_VALUE:
         raws = [line.strip() for line in body.split(b"\n") if line.strip()]
+    elif isinstance(decoded, list):
+        if len(decoded) > limits.max_events:
+            return _too_many(len(decoded), limits)
+        raws = [_element_bytes(element) for element in decoded]
+    elif isinstance(decoded, dict):
+        raws = [_element_bytes(decoded)]
     else:
-        try:
-            decoded = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            return BodyError(
-                400,
-                "malformed_json",
-                f"the body is not JSON ({error}); send one event object, a JSON array of events, or "
-                "NDJSON with Content-Type: application/x-ndjson",
-            )
-        if isinstance(decoded, list):
-            if len(decoded) > limits.max_events:
-                return _too_many(len(decoded), limits)
-            raws = [_element_bytes(element) for element in decoded]
-        elif isinstance(decoded, dict):
-            raws = [_element_bytes(decoded)]
-        else:
-            return BodyError(400, "malformed_body", "the body must be a JSON object (one event) or an array")
+        return BodyError(400, "malformed_body", "the body must be a JSON object (one event) or an array")
     if not raws:
         return BodyError(400, "empty_body", "the request carries no events")
     if len(raws) > limits.max_events:
@@ -170,10 +204,10 @@ def split_events(
     items: list[Item] = []
     refused: list[Refused] = []
     for index, raw in enumerate(raws):
-        if isinstance(raw, Rejection):
-            refused.append(Refused(index, b"", raw))
+        if isinstance(raw, tuple):
+            refused.append(Refused(index, raw[0], raw[1]))
             continue
-        checked = _check_one(index, raw, registry, limits.max_event_depth)
+        checked = _check_one(index, raw, registry, limits.max_event_depth, not_after_ms)
         if isinstance(checked, Item):
             items.append(checked)
         else:
@@ -326,13 +360,20 @@ class EmbeddedSink:
         engine: JourneyEngine,
         store: ClickHouseProjectionStore,
         reader: ClickHouseProjectionStore | None = None,
+        *,
+        sql: GuardedSQL | None = None,
+        sql_workers: int = 2,
+        sql_queue: int = 16,
     ) -> None:
         self.engine = engine
         self.store = store
-        # A second client on the same data dir answers queries, so a long query never holds up
-        # ingest (chDB takes concurrent inserts and queries from one process); without one,
-        # queries and writes take turns on the store.
+        # Analysts' queries run on read-only sessions of their own (chDB takes concurrent inserts
+        # and queries from one process), through the one guarded path, on their own threads: a
+        # heavy query occupies an SQL worker, never one of the threads that make events durable.
         self.reader = reader
+        self.sql = sql if sql is not None else (reader or store).analyst_sql(sessions=sql_workers)
+        self._sql_executor = ThreadPoolExecutor(max_workers=sql_workers, thread_name_prefix="touchpath-sql")
+        self._sql_slots = threading.BoundedSemaphore(sql_workers + sql_queue)
         self._engine_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._store_lock = threading.Lock()
@@ -389,15 +430,14 @@ class EmbeddedSink:
         return verdicts
 
     async def query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """A read-only query through the same store (chDB allows one process per data dir)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._query, sql, parameters)
-
-    def _query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        if self.reader is not None:
-            return self.reader.query(sql, parameters)
-        with self._store_lock:
-            return self.store.query(sql, parameters)
+        """One analyst query through the guarded path, on the SQL workers (SqlBusyError when queued full)."""
+        if not self._sql_slots.acquire(blocking=False):
+            raise SqlBusyError
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._sql_executor, self.sql.run, sql, parameters)
+        finally:
+            self._sql_slots.release()
 
     def health(self) -> tuple[bool, dict[str, object]]:
         counters = self.engine.counters
@@ -417,6 +457,12 @@ class EmbeddedSink:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._sql_executor.shutdown(wait=True)
+        self.sql.close()
+
+
+class SqlBusyError(TouchpathError):
+    """Every SQL worker is busy and the queue is full: the analyst gets 429 and retries later."""
 
 
 _STORED_EVENTS = """SELECT event_id, customer_id, toUnixTimestamp64Milli(occurred_at), channel, touchpoint,
@@ -547,21 +593,10 @@ def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows beyond `limit` bytes (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 _EVENTS_DOC = {
     "description": "One touchpoint event (a JSON object), a JSON array of up to 500 events, or NDJSON "
-    "(Content-Type: application/x-ndjson). Each event is at most 32 KB; a request at most 512 KB. "
+    "(one event per line; the body alone decides, Content-Type is not used). Each event is at most "
+    "32 KB; a request at most 512 KB. "
     "Sign with X-Touchpath-Key, X-Touchpath-Timestamp (Unix seconds) and X-Touchpath-Signature: "
     "sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>.",
     "required": True,
@@ -583,8 +618,12 @@ def create_app(
     registry: Registry | None = None,
     sql_authenticator: RequestAuthenticator | None = None,
     metrics: IngestMetrics | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The ingest app around a sink; the caller owns (and closes) the sink."""
+    """The ingest app around a sink; the caller owns (and closes) the sink.
+
+    clock is the wall clock against which far-future events are refused (the engine has none).
+    """
     limits = limits or IngestLimits()
     limiter = limiter or RateLimiter(0, 1)
     stats = metrics or IngestMetrics()
@@ -596,6 +635,10 @@ def create_app(
 
     def refuse(failure: AuthFailure, started: float) -> Response:
         stats.auth_failures[failure.reason] += 1
+        if failure.reason == "unavailable":  # the replay store could not record the signature
+            stats.observe(503, time.perf_counter() - started)
+            body = {"error": "unavailable", "detail": failure.detail, "retry_after_s": limits.retry_after_s}
+            return _json(503, body, _retry_after(limits.retry_after_s))
         stats.observe(401, time.perf_counter() - started)
         return _json(401, {"error": "unauthorized", "reason": failure.reason, "detail": failure.detail})
 
@@ -629,15 +672,23 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_request_bytes:
             return answer(413, _too_large(int(declared), limits), started)
-        body = await _read_capped(request, limits.max_request_bytes)
+        body = await read_body(request.stream(), limits.max_request_bytes, limits.body_timeout_s)
+        if isinstance(body, TimeoutError):
+            detail = f"the body did not arrive within {limits.body_timeout_s:g} s; send it at once"
+            return answer(408, {"error": "request_timeout", "detail": detail, "accepted": 0}, started)
         if body is None:
             return answer(413, _too_large(None, limits), started)
-        failure = authenticator.verify(
-            key_id, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body
+        failure = await _verify(
+            authenticator,
+            key_id,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
         )
         if failure is not None:
             return refuse(failure, started)
-        parsed = split_events(body, request.headers.get("content-type"), limits, registry)
+        now_ms = int(clock() * 1000)
+        parsed = split_events(body, request.headers.get("content-type"), limits, registry, now_ms)
         wait = limiter.take(key_id, parsed.sent if isinstance(parsed, Batch) else 1)
         if wait is not None:
             detail = (
@@ -712,6 +763,20 @@ def create_app(
     return app
 
 
+async def _verify(
+    authenticator: RequestAuthenticator,
+    key_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    payload: bytes,
+) -> AuthFailure | None:
+    """Verify; with a durable replay store the record is a blocking write, so it runs off the loop."""
+    if authenticator.replay_store is None:
+        return authenticator.verify(key_id, timestamp, signature, payload)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, authenticator.verify, key_id, timestamp, signature, payload)
+
+
 def _too_large(declared: int | None, limits: IngestLimits) -> dict[str, object]:
     limit = f"{limits.max_request_bytes:,} bytes ({limits.max_request_bytes // 1024} KB)"
     if declared is not None:
@@ -752,18 +817,23 @@ def _add_sql(
                 {"error": "disabled", "detail": "SQL over HTTP is off; set TOUCHPATH_SQL_KEYS to enable it"},
             )
         key_id = request.headers.get(KEY_HEADER)
-        failure = authenticator.verify(
+        failure = await _verify(
+            authenticator,
             key_id,
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
             request.scope.get("query_string", b""),
         )
+        if failure is not None and failure.reason == "unavailable":
+            return _json(503, {"error": "unavailable", "detail": failure.detail}, _retry_after(5))
         if failure is not None:
             return _json(401, {"error": "unauthorized", "reason": failure.reason, "detail": failure.detail})
         assert key_id is not None
         wait = limiter.take(key_id, 1)
         if wait is not None:
             return _json(429, {"error": "rate_limited", "retry_after_s": math.ceil(wait)}, _retry_after(wait))
+        if len(request.query_params.getlist("q")) > 1:
+            return _json(400, {"error": "bad_query", "detail": "pass the query once, as ?q=SELECT ..."})
         query = request.query_params.get("q", "")
         if not query.strip():
             return _json(400, {"error": "bad_query", "detail": "pass the query as ?q=SELECT ..."})
@@ -774,6 +844,11 @@ def _add_sql(
         }
         try:
             columns, rows = await sink.query(query, parameters)
+        except SqlRefusedError as error:
+            return _json(400, {"error": "bad_query", "rule": error.rule, "detail": str(error)})
+        except SqlBusyError:
+            detail = "every SQL worker is busy and the queue is full; retry in a few seconds"
+            return _json(429, {"error": "busy", "detail": detail, "retry_after_s": 5}, _retry_after(5))
         except StoreError as error:
-            return _json(400, {"error": "bad_query", "detail": str(error)})
+            return _json(503, {"error": "unavailable", "detail": str(error)}, _retry_after(5))
         return _json(200, {"columns": columns, "rows": [list(row) for row in rows]})

@@ -15,11 +15,13 @@ from streams.cli_common import data_dir_arg, journeys_arg
 # Light at import: the parser of every command is built before any handler runs (streams.cli);
 # FastAPI, uvicorn, the Kafka SDK, pydantic models and chDB load inside the handlers.
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
     from events.sdk import TouchpathClient
-    from streams.auth import RateLimiter, RequestAuthenticator
+    from streams.auth import RateLimiter, ReplayStore, RequestAuthenticator
     from streams.cli_common import CommandGroups
+    from streams.http_guard import ConnectionLimits
     from streams.ingest import IngestLimits
     from streams.settings import Settings
     from streams.store import ClickHouseProjectionStore
@@ -101,7 +103,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings().model_copy(update=overrides)
 
 
-def _authenticator(settings: Settings) -> RequestAuthenticator:
+def _authenticator(settings: Settings, replay_store: ReplayStore | None = None) -> RequestAuthenticator:
     from streams.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415 -- light imports at the top
 
     keys = parse_keys(settings.ingest_keys.get_secret_value())
@@ -111,14 +113,18 @@ def _authenticator(settings: Settings) -> RequestAuthenticator:
             "16 random characters) before starting the server"
         )
         raise TouchpathError(msg)
-    return RequestAuthenticator(keys)
+    return RequestAuthenticator(keys, replay_store=replay_store)
 
 
 def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
     from streams.auth import RateLimiter  # noqa: PLC0415 -- light imports at the top
     from streams.ingest import IngestLimits  # noqa: PLC0415
 
-    limits = IngestLimits(ack_timeout_s=settings.ingest_ack_timeout_s)
+    limits = IngestLimits(
+        ack_timeout_s=settings.ingest_ack_timeout_s,
+        max_future_s=settings.future_bound_s,
+        body_timeout_s=settings.ingest_body_timeout_s,
+    )
     if settings.ingest_rate_limit > 0 and settings.ingest_rate_burst < limits.max_events:
         msg = (
             f"TOUCHPATH_INGEST_RATE_BURST is {settings.ingest_rate_burst}, below the {limits.max_events} "
@@ -128,9 +134,43 @@ def _limits(settings: Settings) -> tuple[IngestLimits, RateLimiter]:
     return limits, RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst)
 
 
-def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP connection limits from the settings."""
+    from streams.http_guard import ConnectionLimits, default_max_connections  # noqa: PLC0415
+
+    return ConnectionLimits(
+        max_connections=settings.ingest_max_connections or default_max_connections(),
+        header_timeout_s=settings.ingest_header_timeout_s,
+        body_timeout_s=settings.ingest_body_timeout_s,
+    )
+
+
+def server_config(app: FastAPI, host: str, port: int, limits: ConnectionLimits) -> uvicorn.Config:
+    """uvicorn settings with the connection cap, header timeout and keep-alive of `limits`."""
+    import uvicorn  # noqa: PLC0415 -- light imports at the top
+
+    from streams.http_guard import guarded_protocol  # noqa: PLC0415
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+        http=guarded_protocol(limits),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive_s,
+        backlog=min(2048, limits.max_connections),
+    )
+
+
+def run_server(app: FastAPI, host: str, port: int, what: str, limits: ConnectionLimits | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn finishes requests in progress first)."""
     import uvicorn  # noqa: PLC0415 -- light imports at the top
+
+    from streams.http_guard import ConnectionLimits, install_repeat_filter  # noqa: PLC0415
 
     print(f"touchpath: {what} on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     # Each request allocates thousands of short-lived objects (freed by reference counting), which
@@ -139,16 +179,8 @@ def run_server(app: FastAPI, host: str, port: int, what: str) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    install_repeat_filter()
+    uvicorn.Server(server_config(app, host, port, limits or ConnectionLimits())).run()
 
 
 def ingest_client(settings: Settings, topic: str) -> TouchpathClient:
@@ -173,19 +205,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """touchpath ingest."""
     import structlog  # noqa: PLC0415 -- light imports at the top
 
+    from streams.auth import TOLERANCE_S  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.ingest import KafkaSink, create_app  # noqa: PLC0415
+    from streams.signature_store import KafkaSignatures  # noqa: PLC0415
     from streams.topics import TopicNames, TopicPlan, ensure_topics  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath.ingest")
     settings = _settings(args)
-    authenticator = _authenticator(settings)
+    _authenticator(settings)  # refuse to start without keys before reaching Kafka
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
     names = TopicNames.with_prefix(settings.topic_prefix)
     topic = args.topic or names.touchpoints
     if args.topic is None:
         ensure_topics(settings.kafka_bootstrap, TopicPlan(partitions=settings.partitions), names=names)
+    # Used signatures on a topic every replica writes and follows: a replay is refused after a
+    # restart and by the other replicas (streams.signature_store explains the remaining race).
+    signatures = KafkaSignatures(settings.kafka_bootstrap, topic + ".signatures", TOLERANCE_S)
+    try:
+        authenticator = _authenticator(settings, signatures)
+    except BaseException:
+        signatures.close()
+        raise
     sink = KafkaSink(ingest_client(settings, topic), settings.ingest_ack_timeout_s)
     try:
         app = create_app(sink, authenticator, limits=limits, limiter=limiter, registry=model.registry)
@@ -201,9 +243,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             settings.ingest_host,
             settings.ingest_port,
             f"ingest into Kafka {settings.kafka_bootstrap} topic {topic}",
+            connection_limits(settings),
         )
     finally:
         sink.close()
+        signatures.close()
     return 0
 
 
@@ -216,21 +260,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streams.cli_common import open_store  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.ingest import EmbeddedSink, create_app, resume_journeys  # noqa: PLC0415
+    from streams.signature_store import StoreSignatures  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath.ingest")
 
     settings = _settings(args)
-    authenticator = _authenticator(settings)
+    _authenticator(settings)  # refuse to start without keys before opening the store
     sql_keys = parse_keys(settings.sql_keys.get_secret_value(), "TOUCHPATH_SQL_KEYS")
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
     with open_store(settings) as store:
+        # Used signatures live in the store too, so a replay after a restart is refused.
+        signatures = StoreSignatures(store)
+        authenticator = _authenticator(settings, signatures)
         engine = JourneyEngine(model, args.scenario)
         resumed = resume_journeys(engine, store)
         if resumed:
             print(f"touchpath: resumed journeys from {resumed:,} stored events", file=sys.stderr)
         reader = _open_reader(settings)
-        sink = EmbeddedSink(engine, store, reader)
+        sink = EmbeddedSink(
+            engine,
+            store,
+            reader,
+            sql=reader.analyst_sql(settings.sql_limits(), settings.sql_workers),
+            sql_workers=settings.sql_workers,
+        )
         try:
             app = create_app(
                 sink,
@@ -238,11 +292,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 limits=limits,
                 limiter=limiter,
                 registry=model.registry,
-                sql_authenticator=RequestAuthenticator(sql_keys) if sql_keys else None,
+                sql_authenticator=RequestAuthenticator(sql_keys, replay_store=signatures)
+                if sql_keys
+                else None,
             )
             log.info("serve.start", mode="embedded", store=store.description, scenario=args.scenario)
             run_server(
-                app, settings.ingest_host, settings.ingest_port, f"embedded ingest into {store.description}"
+                app,
+                settings.ingest_host,
+                settings.ingest_port,
+                f"embedded ingest into {store.description}",
+                connection_limits(settings),
             )
         finally:
             sink.close()
@@ -251,11 +311,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _open_reader(settings: Settings) -> ClickHouseProjectionStore:
-    """A second client on the configured store, for the SQL endpoint."""
+    """A second client on the configured store (the analyst DSN if set), for the SQL endpoint."""
     from streams.store import ClickHouseProjectionStore  # noqa: PLC0415 -- light imports at the top
 
     if settings.clickhouse_url:
-        return ClickHouseProjectionStore.server(settings.clickhouse_url, settings.clickhouse_cluster)
+        url = settings.sql_clickhouse_url or settings.clickhouse_url
+        return ClickHouseProjectionStore.server(url, settings.clickhouse_cluster)
     return ClickHouseProjectionStore.embedded(settings.data_dir)
 
 

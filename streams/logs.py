@@ -4,8 +4,57 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+
+class RepeatGate:
+    """Lets the same message through `burst` times per `window_s`; then counts what it holds back.
+
+    A flood of identical lines (e.g. "Too many open files" from an accept loop, or one warning per
+    failing request during an outage) cannot fill the disk; the first line of the next window says
+    how many were dropped.
+    """
+
+    def __init__(self, burst: int = 5, window_s: float = 10.0) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._seen: dict[object, list[float]] = {}  # key -> [window start, count in window]
+
+    def allow(self, key: object) -> tuple[bool, int]:
+        """Whether a message with this key may pass now, and how many were dropped before it."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._seen.get(key)
+            if window is None or now - window[0] >= self.window_s:
+                dropped = 0 if window is None else max(0, int(window[1]) - self.burst)
+                if len(self._seen) > 10_000:  # bounded: forget the oldest keys
+                    for old in list(self._seen)[:5_000]:
+                        del self._seen[old]
+                self._seen[key] = [now, 1.0]
+                return True, dropped
+            window[1] += 1
+            return window[1] <= self.burst, 0
+
+
+_GATE = RepeatGate()
+
+
+def thin_repeats(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: warnings and errors with the same event name pass 5 times per 10 s."""
+    if method not in {"warning", "error", "critical", "exception"}:
+        return event_dict
+    allowed, dropped = _GATE.allow((method, event_dict.get("event")))
+    if not allowed:
+        raise structlog.DropEvent
+    if dropped:
+        event_dict["suppressed_repeats"] = dropped
+    return event_dict
 
 
 def configure_logging(level: str = "info") -> None:
@@ -14,6 +63,7 @@ def configure_logging(level: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            thin_repeats,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),

@@ -6,7 +6,7 @@ import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from events.codec import check_event
+from events.codec import check_event, check_not_future
 from events.errors import BadReason, Rejection
 from projections import schema
 from projections.engine import JourneyEngine, RowBatch
@@ -43,8 +43,12 @@ class EmbeddedRunner:
         drain_every: int = DRAIN_EVERY,
         alerting: EmbeddedAlerting | None = None,
         keep_state: bool = False,
+        *,
+        not_after_ms: int | None = None,
     ) -> None:
         self.engine = engine
+        # Events later than this (the caller's wall clock plus its bound) are future_timestamp.
+        self.not_after_ms = not_after_ms
         self.store = store
         self.drain_every = drain_every
         self.alerting = alerting  # friction spike detection on each drained batch (optional)
@@ -71,6 +75,8 @@ class EmbeddedRunner:
                 continue
             stats.lines += 1
             decoded = check_event(line)
+            if not isinstance(decoded, Rejection) and self.not_after_ms is not None:
+                decoded = check_not_future(decoded, self.not_after_ms) or decoded
             if isinstance(decoded, Rejection):
                 engine.count_bad()
                 self._quarantine(source, position, decoded, line)

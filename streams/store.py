@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
+import structlog
 
 from events.errors import TouchpathError
 from projections import schema
+from streams.sqlguard import GuardedSQL, SqlLimits
 
 if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
     from projections.engine import RowBatch
+
+log = structlog.get_logger("touchpath.store")
 
 # Inserts must be durable when the call returns (servers default to async inserts now).
 INSERT_SETTINGS = {"async_insert": 0}
@@ -99,15 +103,23 @@ class ClickHouseProjectionStore:
     Embedded (chDB, one process per data dir) or a server over HTTP; same client API, same schema.
     """
 
-    def __init__(self, client: Any, cluster: str | None = None, description: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        cluster: str | None = None,
+        description: str = "",
+        connect: Callable[[dict[str, object]], Any] | None = None,
+    ) -> None:
         self.client = client
         self.cluster = cluster
         self.description = description
+        # Opens another client on the same store with the given session settings (for analysts).
+        self.connect = connect
 
     @classmethod
     def embedded(cls, data_dir: Path) -> ClickHouseProjectionStore:
         """Open (creating if needed) the chDB data dir; only one process may hold it."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         try:
             client = clickhouse_connect.get_client(interface="chdb", path=str(data_dir / "chdb"))
         except Exception as error:
@@ -117,7 +129,13 @@ class ClickHouseProjectionStore:
                 "another --data-dir."
             )
             raise StoreError(msg) from error
-        return cls(client, description=f"chDB at {data_dir}")
+
+        def connect(settings: dict[str, object]) -> Any:
+            return clickhouse_connect.get_client(
+                interface="chdb", path=str(data_dir / "chdb"), settings=settings
+            )
+
+        return cls(client, description=f"chDB at {data_dir}", connect=connect)
 
     @classmethod
     def server(cls, url: str, cluster: str | None = None) -> ClickHouseProjectionStore:
@@ -127,7 +145,17 @@ class ClickHouseProjectionStore:
         except Exception as error:
             msg = f"cannot connect to ClickHouse at {_redact(url)}: {error}"
             raise StoreError(msg) from error
-        return cls(client, cluster, description=f"ClickHouse at {_redact(url)}")
+
+        def connect(settings: dict[str, object]) -> Any:
+            # A read-only user (deploy/clickhouse/analyst.sql) gets readonly and the limits from its
+            # profile, which no client may change: connect as it is. Any other user gets them here.
+            plain = clickhouse_connect.get_client(dsn=url)
+            if int(plain.query("SELECT getSetting('readonly')").result_rows[0][0]) > 0:
+                return plain
+            plain.close()
+            return clickhouse_connect.get_client(dsn=url, settings=settings)
+
+        return cls(client, cluster, description=f"ClickHouse at {_redact(url)}", connect=connect)
 
     def create_schema(self) -> None:
         """Create every table and rollup if missing (safe to run on every start)."""
@@ -175,7 +203,10 @@ class ClickHouseProjectionStore:
     def query(
         self, sql: str, parameters: dict[str, object] | None = None, *, readonly: bool = True
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query with server-side {name:Type} parameters; read-only unless told otherwise."""
+        """Run touchpath's own query with server-side {name:Type} parameters.
+
+        Analysts' text never comes here: it goes through analyst_sql() (streams.sqlguard).
+        """
         if readonly and WRITE_PATTERN.match(sql):
             msg = "only read queries are allowed here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)"
             raise StoreError(msg)
@@ -186,6 +217,24 @@ class ClickHouseProjectionStore:
             raise StoreError(f"query failed: {error}") from error
         return list(result.column_names), [tuple(row) for row in result.result_rows]
 
+    def analyst_sql(self, limits: SqlLimits | None = None, sessions: int = 2) -> GuardedSQL:
+        """The guarded query path on new read-only sessions of this store (see streams.sqlguard)."""
+        limits = limits or SqlLimits()
+        connect = self.connect
+        description = self.description
+
+        def session() -> Any:
+            if connect is None:
+                msg = f"{description or 'this store'} cannot open analyst sessions"
+                raise StoreError(msg)
+            try:
+                return connect(limits.settings())
+            except Exception as error:
+                msg = f"cannot open a read-only session on {description}: {error}"
+                raise StoreError(msg) from error
+
+        return GuardedSQL(session, limits, sessions)
+
     def scalar(self, sql: str, parameters: dict[str, object] | None = None) -> Any:
         """The first value of the first row."""
         _, rows = self.query(sql, parameters)
@@ -194,6 +243,19 @@ class ClickHouseProjectionStore:
     def close(self) -> None:
         """Release the client (and, embedded, the data dir lock)."""
         self.client.close()
+
+
+def private_dir(path: Path) -> None:
+    """Create a data dir readable by its owner only (0700); warn when an existing one is wider."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "store.data_dir_readable",
+            path=str(path),
+            mode=oct(mode),
+            fix=f"chmod -R go-rwx {path} (it holds customer data)",
+        )
 
 
 def _redact(url: str) -> str:

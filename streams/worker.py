@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 import faust
 import structlog
 
-from events.codec import check_event
+from events.codec import check_event, check_not_future
 from events.errors import Rejection
 from projections import schema
 from projections.customer import CustomerState
@@ -260,6 +260,7 @@ def create_app(
         rescan["needed"] = False
 
     next_offset: dict[int, int] = {}  # per input partition: the next offset to fold (durable)
+    future_bound_ms = int(settings.future_bound_s * 1000)
 
     def expected_offset(partition: int) -> int | None:
         if partition not in next_offset:
@@ -272,6 +273,10 @@ def create_app(
     async def fold(record: Incoming) -> None:
         metrics.events_in += 1
         decoded = check_event(record.value)
+        if not isinstance(decoded, Rejection):
+            # The shell reads the wall clock; the engine only ever sees event time.
+            future = check_not_future(decoded, int(time.time() * 1000) + future_bound_ms)
+            decoded = future if future is not None else decoded
         if isinstance(decoded, Rejection):
             engine.count_bad()
             await _quarantine(bad_topic, record, decoded, metrics)
