@@ -187,16 +187,16 @@ def split_events(
         decoded = pydantic_core.from_json(body, allow_inf_nan=True)
     except ValueError:
         decoded = _NOT_ONE_VALUE
-    if decoded is _NOT_ONE_VALUE:
-        raws = [line.strip() for line in body.split(b"\n") if line.strip()]
-    elif isinstance(decoded, list):
+    if isinstance(decoded, list):
         if len(decoded) > limits.max_events:
             return _too_many(len(decoded), limits)
         raws = [_element_bytes(element) for element in decoded]
     elif isinstance(decoded, dict):
         raws = [_element_bytes(decoded)]
     else:
-        return BodyError(400, "malformed_body", "the body must be a JSON object (one event) or an array")
+        # Not one JSON value, or one that is no event (null, a number, a string): NDJSON lines, each
+        # accepted or refused on its own, exactly as the same line would be in a file.
+        raws = [line.strip() for line in body.split(b"\n") if line.strip()]
     if not raws:
         return BodyError(400, "empty_body", "the request carries no events")
     if len(raws) > limits.max_events:

@@ -11,7 +11,7 @@ import jsonschema
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_sdk import Factory, event  # the fake producer and event builder of the SDK tests
 
@@ -397,6 +397,9 @@ def test_mutated_events_are_each_accepted_or_rejected_with_a_reason(
     model: JourneyModel, events: list[object], as_ndjson: bool
 ) -> None:
     """For any mix of valid and mutated events: accepted + rejected = sent, each rejection with a reason."""
+    # The signed bytes alone decide how a body reads: a one-line NDJSON body holding an array is that
+    # JSON array (its elements are the events), so "events sent" is not one line there.
+    assume(not (as_ndjson and len(events) == 1 and isinstance(events[0], list)))
     if as_ndjson:
         body, content_type = b"\n".join(orjson.dumps(item) for item in events), "application/x-ndjson"
     else:
