@@ -13,6 +13,7 @@ import clickhouse_connect
 from events.errors import TouchpathError
 from projections import schema
 from projections.engine import RowBatch
+from projections.views import VIEWS
 
 # Inserts must be durable when the call returns (servers default to async inserts now).
 INSERT_SETTINGS = {"async_insert": 0}
@@ -128,10 +129,12 @@ class ClickHouseProjectionStore:
         return cls(client, cluster, description=f"ClickHouse at {_redact(url)}")
 
     def create_schema(self) -> None:
-        """Create every table and rollup if missing (safe to run on every start)."""
+        """Create every table and rollup if missing, and (re)define the analyst views (safe to run on
+        every start)."""
         statements = [ddl for table in schema.TABLES for ddl in table_ddl(table, self.cluster)]
         if self.cluster is None:
             statements += ROLLUPS
+        statements += [view.ddl(self.cluster) for view in VIEWS]
         for statement in statements:
             self.client.command(statement)
 
