@@ -9,6 +9,7 @@ import pytest
 
 from streams.cli import main
 from streams.store import ClickHouseProjectionStore
+from streams.survey_report import survey_conformance_html
 from tests.conftest import event_line
 
 
@@ -49,6 +50,7 @@ def test_survey_conformance_on_a_hand_computed_fixture(tmp_path: Path) -> None:
     try:
         rows = _view(opened, "live")
         other = _view(opened, "elsewhere")
+        section = survey_conformance_html(opened, "live")
     finally:
         opened.close()
     table = {(r["comparison"], r["deviation_kind"], r["step"], r["grp"]): r for r in rows}
@@ -86,3 +88,5 @@ def test_survey_conformance_on_a_hand_computed_fixture(tmp_path: Path) -> None:
         pytest.approx(13 / 3),
     )
     assert other == []  # another scenario has none of these rows
+    # The report section shows the same numbers: mean [interval] (n), and the difference.
+    assert "<td>4.33 [2.90, 5.77] (n 3)</td><td>1.50 [-4.85, 7.85] (n 2)</td><td>-2.83</td>" in section
