@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from streams.logs import configure_logging
 from streams.progress import Progress
 from streams.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
 from streams.settings import Settings
+from streams.simulator import START as SIMULATION_START
 from streams.simulator import SimulationConfig, simulate, truth_lines
 from streams.store import ClickHouseProjectionStore
 from streams.summary import render_table, summarise
@@ -65,6 +67,8 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.ingest_cli",
     "streams.replay_cli",
     "streams.alerts_cli",
+    "streams.digest_cli",
+    "streams.erasure_cli",
 )
 
 
@@ -269,6 +273,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report = args.report or settings.data_dir / "report.html"
         write_report(store, model, report, scenario="live")
         print(f"\nHTML report: {report}")
+        from streams.digest_cli import write_team_digests  # noqa: PLC0415 -- only for the demo
+
+        # The simulated weeks end `days` after the simulator's start; later events are second journeys.
+        end = SIMULATION_START + timedelta(days=args.days)
+        digests = write_team_digests(store, model, report.parent / "digests", end=end)
+        print(f"team digests (the last simulated week): {len(digests)} in {report.parent / 'digests'}")
     return 0
 
 
