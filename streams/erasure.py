@@ -62,6 +62,7 @@ class ErasureReport:
     rebuilt: list[str] = field(default_factory=list)  # rollups rebuilt from the base tables
     spool_lines: int = 0
     spool_files: int = 0
+    kafka_tombstones: list[tuple[int, int]] | None = None  # (partition, offset); None: not asked
     remaining_files: list[str] = field(default_factory=list)  # files under the data dir with an id's bytes
     remaining_rows: dict[str, int] = field(default_factory=dict)  # table -> rows still mentioning an id
     checked_dir: str | None = None
@@ -150,11 +151,13 @@ def erase_customers(
     *,
     spool_dirs: Sequence[Path] = (),
     data_dir: Path | None = None,
+    kafka: tuple[str, str] | None = None,
     parts_timeout_s: float = PARTS_TIMEOUT_S,
 ) -> ErasureReport:
     """Remove the customers from every table, rebuild the rollups, purge the spools, wait until
     ClickHouse has removed the replaced parts from disk, record an audit row per customer and (with
-    data_dir, embedded) check that no file under it still holds an id's bytes."""
+    data_dir, embedded) check that no file under it still holds an id's bytes. kafka = (bootstrap,
+    app id): also tombstone the customers' keys in the worker's journey-state changelog."""
     started = time.monotonic()
     ids = sorted({customer for customer in customer_ids if customer})
     if not ids:
@@ -200,6 +203,8 @@ def erase_customers(
         lines, files = purge_spool(directory, set(ids), needles)
         report.spool_lines += lines
         report.spool_files += files
+    if kafka is not None:
+        report.kafka_tombstones = tombstone_states(kafka[0], kafka[1], ids)
     if store.cluster is None:
         _drop_replaced_parts(store, sorted(touched), parts_timeout_s)
     _audit(store, hashes, report)
@@ -382,6 +387,7 @@ def _audit(store: ClickHouseProjectionStore, hashes: Sequence[str], report: Eras
         "scrubbed": report.scrubbed,
         "rollups_rebuilt": report.rebuilt,
         "spool_lines": report.spool_lines,
+        "kafka_state_tombstones": None if report.kafka_tombstones is None else len(report.kafka_tombstones),
     }
     rows = [
         (
@@ -488,3 +494,46 @@ def files_containing(directory: Path, needles: Sequence[bytes], chunk: int = 1 <
                     break
                 tail = window[-(longest - 1) :] if longest > 1 else b""
     return found
+
+
+def state_changelog(app_id: str) -> str:
+    """The worker's journey-state changelog topic (Faust names it <app id>-<table>-changelog)."""
+    return f"{app_id}-journey-state-changelog"
+
+
+def tombstone_states(bootstrap: str, app_id: str, customer_ids: Sequence[str]) -> list[tuple[int, int]]:
+    """Write a tombstone (null value) for each customer's key to the worker's journey-state changelog;
+    returns (partition, offset) of each. The topic is compacted: compaction then drops the customer's
+    earlier state records, and a worker recovering the table deletes the key. Stop the workers first
+    (a running worker keeps the state in memory). Nothing is written when the topic does not exist."""
+    from kafka import KafkaProducer  # noqa: PLC0415 -- only erasures with --kafka need it
+    from kafka.admin import KafkaAdminClient  # noqa: PLC0415
+
+    topic = state_changelog(app_id)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="touchpath-erase")
+        try:
+            exists = topic in admin.list_topics()
+        finally:
+            admin.close()
+        if not exists:
+            return []  # (asking the producer would wait a minute for metadata of a missing topic)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="touchpath-erase")
+    except Exception as error:
+        msg = f"cannot reach Kafka at {bootstrap} to tombstone journey states: {error}"
+        raise ErasureError(msg) from error
+    try:
+        # Keys are the raw customer id bytes and the default (murmur2) partitioner places them where
+        # the worker's changelog records for that customer are.
+        futures = [producer.send(topic, key=customer.encode(), value=None) for customer in customer_ids]
+        producer.flush(timeout=30)
+        placed = []
+        for future in futures:
+            metadata = future.get(timeout=30)
+            placed.append((int(metadata.partition), int(metadata.offset)))
+        return placed
+    except Exception as error:
+        msg = f"tombstoning journey states in {topic} failed: {error}; run the erase again with --kafka"
+        raise ErasureError(msg) from error
+    finally:
+        producer.close(timeout=5)

@@ -19,7 +19,8 @@ def register(groups: Any) -> None:
         "directories (--spool; stop the client first), waits until ClickHouse has deleted the replaced "
         "parts from disk and records one audit row per customer (a SHA-256 of the id, when, what was "
         "removed). Embedded: then checks that no file under the data dir holds an id's bytes (exit code 1 "
-        "if one does). Kafka topics are not touched: see README 'Erasure'.",
+        "if one does). With --kafka the journey state in the worker's changelog topic is tombstoned; "
+        "input and derived topics keep the events until their retention: see README 'Erasure'.",
     )
     erase.add_argument(
         "--customer", action="append", required=True, metavar="ID", help="a customer id (repeat for several)"
@@ -33,6 +34,12 @@ def register(groups: Any) -> None:
         metavar="DIR",
         help="an SDK spool directory to purge",
     )
+    erase.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also tombstone the customers' journey state in the worker's changelog topic "
+        "(TOUCHPATH_KAFKA_BOOTSTRAP, TOUCHPATH_APP_ID); stop the workers first",
+    )
     erase.add_argument("--json", action="store_true", help="print what was removed as JSON")
     erase.set_defaults(handler=cmd_erase)
 
@@ -40,7 +47,7 @@ def register(groups: Any) -> None:
 def cmd_erase(args: argparse.Namespace) -> int:
     """touchpath erase."""
     from streams.cli import open_store  # noqa: PLC0415 -- the CLI module imports this one
-    from streams.erasure import erase_customers  # noqa: PLC0415
+    from streams.erasure import erase_customers, state_changelog  # noqa: PLC0415
     from streams.settings import Settings  # noqa: PLC0415
 
     settings = Settings()
@@ -53,9 +60,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
             args.customer,
             spool_dirs=args.spool,
             data_dir=settings.data_dir if embedded else None,
+            kafka=(settings.kafka_bootstrap, settings.app_id) if args.kafka else None,
         )
+    tombstones = report.kafka_tombstones
     if args.json:
         print(json.dumps({
+            "kafka_tombstones": tombstones,
             "removed": report.removed, "scrubbed": report.scrubbed, "rollups_rebuilt": report.rebuilt,
             "spool_lines": report.spool_lines, "spool_files": report.spool_files,
             "checked_dir": report.checked_dir, "remaining_files": report.remaining_files,
@@ -82,5 +92,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
             rows = ", ".join(f"{t} {n}" for t, n in report.remaining_rows.items())
             verdict = "none mentions an erased id" if not rows else "STILL IN: " + rows
             print(f"checked every stored row: {verdict}")
+        if tombstones is not None:
+            topic = state_changelog(settings.app_id)
+            print(f"kafka: {len(tombstones)} tombstones written to {topic}" if tombstones
+                  else f"kafka: no topic {topic}, no journey state to tombstone")  # fmt: skip
         print(f"audit: {len(report.removed)} row(s) in erasure_audit; took {report.seconds:.1f}s")
     return 1 if report.remaining_files or report.remaining_rows else 0
