@@ -12,6 +12,9 @@ SQL = """SELECT survey_kind, persona, journey_id, journey_version, comparison, d
        responses, mean_score, ci_low, ci_high
 FROM survey_conformance(scenario = {scenario:String})"""
 TOP_DEVIATIONS = 15
+# Below this many responses a t interval is too unstable to call two groups apart (two equal scores
+# give a zero-width interval): such groups are shown, marked "too few" and ranked last.
+MIN_RESPONSES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,12 @@ def _difference(first: Group, second: Group) -> float | None:
 
 def _clear(first: Group, second: Group) -> str:
     """Whether the two intervals are apart (a difference small groups cannot explain alone)."""
-    if None in (first.low, first.high, second.low, second.high):
+    if min(first.responses, second.responses) < MIN_RESPONSES or None in (
+        first.low,
+        first.high,
+        second.low,
+        second.high,
+    ):
         return "too few"
     apart = first.high < second.low or second.high < first.low  # type: ignore[operator]
     return "yes" if apart else "no"
@@ -72,7 +80,7 @@ def survey_conformance_html(store: ClickHouseProjectionStore, scenario: str = "l
             delta = _difference(with_, without)
             if delta is not None:
                 worse = -delta if kind == "ces" else delta  # CES: a higher score is more effort
-                few = with_.low is None  # one response: no interval, ranked after those with one
+                few = with_.responses < MIN_RESPONSES  # ranked after the groups large enough to judge
                 deviations.append(((few, worse), (kind, persona, journey, dev_kind, step or "(not a step)",
                                            with_.text(), without.text(), f"{delta:+.2f}",
                                            _clear(with_, without))))  # fmt: skip
@@ -81,7 +89,8 @@ def survey_conformance_html(store: ClickHouseProjectionStore, scenario: str = "l
         "<p class='note'>Each survey response is joined to the journey instance whose path holds it and "
         "compared within its survey kind (CSAT 1–5, NPS 0–10, CES 1–7: for CES lower is better). Scores "
         "are mean [95% Student t interval of the mean] (n responses); “apart” says whether the two "
-        "intervals do not overlap — with a few responses they are wide and a difference may be chance. "
+        "intervals do not overlap — with a few responses they are wide and a difference may be chance; "
+        f"with fewer than {MIN_RESPONSES} responses in a group it says “too few”. "
         "Conformed = the instance's alignment cost is 0. SQL: "
         f"<code>SELECT * FROM survey_conformance(scenario='{esc(scenario)}')</code>.</p>"
     )
@@ -111,6 +120,6 @@ def survey_conformance_html(store: ClickHouseProjectionStore, scenario: str = "l
         note
         + "<h3>Conformed vs deviated journeys</h3>"
         + first
-        + f"<h3>Deviations whose customers score worst (top {TOP_DEVIATIONS}; single responses last)</h3>"
-        + second
+        + f"<h3>Deviations whose customers score worst (top {TOP_DEVIATIONS}; groups under "
+        f"{MIN_RESPONSES} responses last)</h3>" + second
     )
