@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # Every view takes the scenario as a parameter: SELECT ... FROM conformance_by_persona(scenario='live').
@@ -17,10 +18,16 @@ class View:
     row: str  # what one row of the view is, for the README and `touchpath views`
     select: str
 
+    @property
+    def comment(self) -> str:
+        """The view's comment in the catalogue: a hash of its definition, so a store (re)creates only
+        the views whose definition changed."""
+        return "touchpath:" + hashlib.blake2b(self.select.encode(), digest_size=8).hexdigest()
+
     def ddl(self, cluster: str | None = None) -> str:
-        """CREATE OR REPLACE: a changed definition replaces the old one on the next start."""
+        """CREATE OR REPLACE: a changed definition replaces the old one."""
         on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-        return f"CREATE OR REPLACE VIEW {self.name}{on_cluster} AS\n{self.select}"
+        return f"CREATE OR REPLACE VIEW {self.name}{on_cluster} AS\n{self.select}\nCOMMENT '{self.comment}'"
 
 
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom; beyond 30 the Cornish-Fisher

@@ -134,7 +134,11 @@ class ClickHouseProjectionStore:
         statements = [ddl for table in schema.TABLES for ddl in table_ddl(table, self.cluster)]
         if self.cluster is None:
             statements += ROLLUPS
-        statements += [view.ddl(self.cluster) for view in VIEWS]
+        _, current = self.query(
+            "SELECT name, comment FROM system.tables WHERE database = currentDatabase() AND engine = 'View'"
+        )
+        defined = {str(name): str(comment) for name, comment in current}
+        statements += [view.ddl(self.cluster) for view in VIEWS if defined.get(view.name) != view.comment]
         for statement in statements:
             self.client.command(statement)
 
