@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.conftest import event_line
 
 pytestmark = pytest.mark.kafka
 
-APP_ID = "erase-test"
+APP_ID = f"erase-test-{uuid.uuid4().hex[:8]}"  # a fresh topic on a broker shared by test runs
 TOPIC = f"{APP_ID}-journey-state-changelog"
 TARGET = "erase-me-kafka-1"
 OTHERS = [f"keep-{i}" for i in range(8)]
