@@ -18,6 +18,7 @@ class BadReason(StrEnum):
     OVERSIZE = "oversize"
     UNKNOWN_TOUCHPOINT = "unknown_touchpoint"
     CHANNEL_MISMATCH = "channel_mismatch"
+    UNKNOWN_PERSONA = "unknown_persona"  # not in the journey file: re-send once the persona is added
     TOO_LATE = "too_late"
     FUTURE_TIMESTAMP = "future_timestamp"
 

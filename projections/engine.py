@@ -109,11 +109,12 @@ class JourneyEngine:
         self._event_rows: dict[str, list[Row]] = {}
         self._single_stream = True
         self._channel_of = model.channel_of
+        self._personas = model.by_persona
 
     # -- input ---------------------------------------------------------------------------------
     def check(self, event: TouchpointEvent) -> Rejection | None:
-        """Registry verdict for an event (unknown touchpoint, wrong channel), without folding it."""
-        return self.model.registry.check(event)
+        """Definitions verdict for an event (unknown touchpoint or persona, wrong channel), unfolded."""
+        return self.model.check(event)
 
     def accept(self, event: TouchpointEvent, stream_time: int | None = None) -> Rejection | None:
         """Fold one decoded event; returns the rejection if it must go to quarantine instead.
@@ -122,8 +123,12 @@ class JourneyEngine:
         default the engine's own watermark, which is right when one stream feeds the engine.
         """
         self.counters.received += 1
-        if self._channel_of.get(event.touchpoint) != event.channel:  # the hot path skips check()
-            rejection = self.model.registry.check(event)
+        persona = event.persona
+        # The hot path skips check(): a known (touchpoint, channel) pair and a known or absent persona.
+        if self._channel_of.get(event.touchpoint) != event.channel or (
+            persona is not None and persona not in self._personas
+        ):
+            rejection = self.model.check(event)
             if rejection is not None:
                 self.counters.bad += 1
                 return rejection

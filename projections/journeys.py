@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from events.errors import DefinitionError
+from events.errors import BadReason, DefinitionError, Rejection
+from events.model import TouchpointEvent
 from events.registry import Registry
 from events.yamlsource import LocatedYaml, parse_yaml, validate_located
 from projections.durations import DurationMs
@@ -263,8 +264,22 @@ class JourneyModel:
         return candidates[0]
 
     def persona_known(self, persona: str | None) -> bool:
-        """Whether the persona is defined (unknown personas fall back to the default)."""
+        """Whether the persona is defined (events naming an unknown one are rejected by check)."""
         return persona is not None and persona in self.by_persona
+
+    def check(self, event: TouchpointEvent) -> Rejection | None:
+        """The registry's verdict (touchpoint, channel), then the persona's: an event naming a persona
+        the journey file does not define is `unknown_persona` (no persona at all is fine)."""
+        rejection = self.registry.check(event)
+        if rejection is None and event.persona is not None and event.persona not in self.by_persona:
+            known = ", ".join(sorted(self.by_persona))
+            return Rejection(
+                BadReason.UNKNOWN_PERSONA,
+                f"'{event.persona}' is not a persona of the journey definitions (known: {known}); "
+                "add it there and send the event again",
+                "persona",
+            )
+        return rejection
 
 
 def compile_journey(definition: JourneyDef, channel_of: dict[str, str]) -> Journey:

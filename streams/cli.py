@@ -51,6 +51,8 @@ EXTENSIONS: tuple[str, ...] = (
     "streams.alerts_cli",
     "streams.native_cli",
     "streams.sql_bench_cli",
+    "streams.digest_cli",
+    "streams.erasure_cli",
 )
 
 

@@ -209,11 +209,17 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 print("\n" + "\n".join(alerting.finish(store).lines()))
             print(f"webhook: the local receiver got {receiver.received} alert(s) -> {receiver.log_path}")
             print("\n".join(incident_lines(store)))
-            print("[4/4] writing the HTML report ...", file=sys.stderr)
+            print("[4/4] writing the HTML report and the team digests ...", file=sys.stderr)
             from streams.report import write_report  # noqa: PLC0415 -- plotly loads only for reports
 
             report = args.report or settings.data_dir / "report.html"
             write_report(store, model, report, scenario="live")
+            from streams.digest_cli import write_team_digests  # noqa: PLC0415 -- only for the demo
+
+            # The simulated weeks end `days` after the simulator's start; later events are second journeys.
+            digest_dir = report.parent / "digests"
+            digests = write_team_digests(store, model, digest_dir, end=START + timedelta(days=args.days))
     print(f"\nHTML report: {report}")
+    print(f"team digests (the last simulated week): {len(digests)} in {digest_dir}")
     print(f"alerts: touchpath alerts list --data-dir {settings.data_dir}")
     return 0

@@ -71,7 +71,8 @@ SELECT {scenario:String}, event_id, customer_id, occurred_at, channel, touchpoin
 FROM touchpoint_events FINAL
 WHERE scenario = 'live' AND occurred_at >= {start:DateTime64(3, 'UTC')}
   AND occurred_at <= {end:DateTime64(3, 'UTC')}
-  AND transform(touchpoint, {touchpoints:Array(String)}, {channels:Array(String)}, '') = channel"""
+  AND transform(touchpoint, {touchpoints:Array(String)}, {channels:Array(String)}, '') = channel
+  AND (persona IS NULL OR has({personas:Array(String)}, persona))"""
 
 
 class ReplayError(TouchpathError):
@@ -203,6 +204,7 @@ class ChunkReplayer:
         """Rows of every customer in the chunk (events ordered by customer, time, event id)."""
         started = time.process_time()
         channel_of = self.model.channel_of
+        personas = self.model.by_persona
         make = Occurrence._make
         batch = RowBatch()
         result = ChunkResult(events=len(columns[0]))
@@ -210,7 +212,8 @@ class ChunkReplayer:
         for customer, rows in groupby(zip(*columns, strict=True), key=itemgetter(0)):
             occurrences = []
             for position, row in enumerate(rows, start=1):
-                if channel_of.get(row[3]) == row[4]:
+                # row[6] is the persona: one the model does not define is `unknown_persona`, as live.
+                if channel_of.get(row[3]) == row[4] and (row[6] is None or row[6] in personas):
                     occurrences.append(make(row[1:]))
                 else:
                     batch.add(schema.BAD_EVENTS, self._quarantine(row, position))
@@ -224,21 +227,21 @@ class ChunkReplayer:
 
     def _quarantine(self, row: tuple[Any, ...], position: int) -> Row:
         """The bad_events row of a recorded event this model's registry refuses."""
-        customer, stamp, event_id, touchpoint, channel = row[:5]
-        rejection = self.model.registry.check(
+        customer, stamp, event_id, touchpoint, channel, _, persona = row[:7]
+        rejection = self.model.check(
             TouchpointEvent.model_construct(
                 event_id=event_id,
                 customer_id=customer,
                 occurred_at=_ms_param(stamp),
                 channel=channel,
                 touchpoint=touchpoint,
+                persona=persona,
             )
         )
-        assert rejection is not None  # the caller found no such (touchpoint, channel) in the registry
-        raw = orjson.dumps(
-            {"event_id": event_id, "customer_id": customer, "occurred_ms": stamp,
-             "channel": channel, "touchpoint": touchpoint}
-        )  # fmt: skip
+        assert rejection is not None  # the caller found the pair or the persona unknown to the model
+        recorded = {"event_id": event_id, "customer_id": customer, "occurred_ms": stamp,
+                    "channel": channel, "touchpoint": touchpoint}  # fmt: skip
+        raw = orjson.dumps(recorded if persona is None else {**recorded, "persona": persona})
         return (
             self.scenario,
             f"touchpoint_events/{customer}",
@@ -441,6 +444,7 @@ def copy_recorded_events(
         "touchpoints": touchpoints,
         "owners": [model.owner_of[tp] for tp in touchpoints],
         "channels": [model.channel_of[tp] for tp in touchpoints],
+        "personas": sorted(model.by_persona),
         "start": _ms_param(start_ms),
         "end": _ms_param(last_ms),
     }

@@ -765,6 +765,8 @@ def persona_section(
 
 def report_html(store: ClickHouseProjectionStore, model: JourneyModel, scenario: str = "live") -> str:
     """The whole report page as one self-contained HTML string."""
+    from streams.survey_report import survey_conformance_html  # noqa: PLC0415 -- it imports this module
+
     embed = _Embedder()
     counts = scenario_counts(store, scenario)
     parts = [
@@ -796,6 +798,8 @@ def report_html(store: ClickHouseProjectionStore, model: JourneyModel, scenario:
         "<p class='note'>Positive surveys (CSAT ≥ 4, NPS ≥ 9, CES ≤ 2), credited to the touchpoint and "
         "associate just before the survey.</p>",
         embed(delight_figure(store, model, scenario)),
+        "<h2>Surveys against conformance</h2>",
+        survey_conformance_html(store, scenario),
         "<h2>Quarantined input</h2>",
         quarantine_html(store, scenario),
     ]

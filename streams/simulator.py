@@ -63,6 +63,9 @@ class SimulationConfig:
     duplicate_rate: float = 0.01
     bad_rate: float = 0.0005
     incidents: tuple[Incident, ...] | None = None  # None: one default incident per 7 days
+    # An associate whose customers all praise them: a survey right after an event this associate
+    # served scores CSAT 5 (NPS 10) with a thank-you comment; recorded in Simulation.praise.
+    praised_associate: str | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +105,10 @@ class Simulation:
     duplicates: int
     late: int
     bad: int
+    praise: list[tuple[str, str, str]] = field(default_factory=list)  # (customer, survey event, associate)
+
+
+PRAISE_COMMENT = "The associate who served me was wonderful, thank you!"
 
 
 def default_incidents(config: SimulationConfig) -> tuple[Incident, ...]:
@@ -129,6 +136,7 @@ class _Sim:
         self.duplicates = 0
         self.late = 0
         self.bad = 0
+        self.praise: list[tuple[str, str, str]] = []
 
     # -- planning ------------------------------------------------------------------------------
     def _foreign_touchpoints(self, journey: Journey) -> list[str]:
@@ -290,9 +298,15 @@ class _Sim:
                 extra["outcome"] = "failure" if failed else "success"
             if p.touchpoint.startswith("store."):
                 extra["employee_id"] = f"assoc-{rng.randrange(40):03d}"
+            event_id = self.next_id()
             if p.touchpoint.endswith("_survey"):
                 extra["survey"] = _survey(rng, p.touchpoint, friction_seen)
-            emitted.append((ts, self.next_id(), p.touchpoint, extra))
+                # Drawn first either way, so the praise leaves every other random choice unchanged.
+                served = emitted[-1][3].get("employee_id") if emitted else None
+                if served is not None and served == config.praised_associate:
+                    extra["survey"] = _praise(p.touchpoint)
+                    self.praise.append((customer_id, event_id, str(served)))
+            emitted.append((ts, event_id, p.touchpoint, extra))
             friction_seen = friction_seen or failed
             if failed and step is not None and p.touchpoint not in journey.final_touchpoints:
                 # Reactions to a failure: an immediate retry, and sometimes a support contact.
@@ -383,6 +397,7 @@ class _Sim:
             duplicates=self.duplicates,
             late=self.late,
             bad=self.bad,
+            praise=self.praise,
         )
 
 
@@ -417,6 +432,12 @@ def _survey(rng: random.Random, touchpoint: str, friction: bool) -> dict[str, ob
     if score <= 2 and rng.random() < 0.5:
         survey["comment"] = "It took far too long and nobody helped."
     return survey
+
+
+def _praise(touchpoint: str) -> dict[str, object]:
+    if "nps" in touchpoint:
+        return {"kind": "nps", "score": 10, "comment": PRAISE_COMMENT}
+    return {"kind": "csat", "score": 5, "comment": PRAISE_COMMENT}
 
 
 def _corrupt(rng: random.Random, body: dict[str, object]) -> bytes:

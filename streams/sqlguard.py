@@ -231,6 +231,9 @@ class Catalog:
     databases: frozenset[str]
     user_functions: frozenset[str]
     current_database: str
+    # Views of the touchpath database: the analyst views are parameterized, called like a table
+    # function (`conformance_by_persona(scenario='live')`), and read only the projections.
+    views: frozenset[str] = frozenset()
 
 
 def judge(root: Node, canonical: str, catalog: Catalog) -> None:
@@ -278,7 +281,7 @@ def judge(root: Node, canonical: str, catalog: Catalog) -> None:
 def _judge_function(name: str, as_table: bool, catalog: Catalog) -> None:
     lowered = name.lower()
     if as_table:
-        if lowered not in TABLE_FUNCTIONS:
+        if lowered not in TABLE_FUNCTIONS and name not in catalog.views:
             allowed = ", ".join(sorted(TABLE_FUNCTIONS))
             raise SqlRefusedError(
                 f"function {name}",
@@ -403,8 +406,14 @@ class GuardedSQL:
                 ).result_rows
             }
             current = str(client.query("SELECT currentDatabase()").result_rows[0][0])
+            views = {
+                row[0]
+                for row in client.query(
+                    "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'View'"
+                ).result_rows
+            }
             self._catalog = Catalog(
-                frozenset(table_functions), frozenset(databases), frozenset(users), current
+                frozenset(table_functions), frozenset(databases), frozenset(users), current, frozenset(views)
             )
         return self._catalog
 

@@ -13,6 +13,7 @@ import structlog
 
 from events.errors import TouchpathError
 from projections import schema
+from projections.views import VIEWS
 from streams.sqlguard import GuardedSQL, SqlLimits
 
 if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
@@ -158,10 +159,16 @@ class ClickHouseProjectionStore:
         return cls(client, cluster, description=f"ClickHouse at {_redact(url)}", connect=connect)
 
     def create_schema(self) -> None:
-        """Create every table and rollup if missing (safe to run on every start)."""
+        """Create every table and rollup if missing, and (re)define the analyst views (safe to run on
+        every start)."""
         statements = [ddl for table in schema.TABLES for ddl in table_ddl(table, self.cluster)]
         if self.cluster is None:
             statements += ROLLUPS
+        _, current = self.query(
+            "SELECT name, comment FROM system.tables WHERE database = currentDatabase() AND engine = 'View'"
+        )
+        defined = {str(name): str(comment) for name, comment in current}
+        statements += [view.ddl(self.cluster) for view in VIEWS if defined.get(view.name) != view.comment]
         for statement in statements:
             self.client.command(statement)
 

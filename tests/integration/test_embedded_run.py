@@ -67,7 +67,10 @@ def test_bad_lines_keep_their_line_number_reason_and_bytes(tmp_path: Path) -> No
         b'{"event_id":"a","customer_id":"c","occurred_at":"2026-01-01T10:00:00Z",'
         b'"channel":"web","touchpoint":"web.product_page"}'
     )
-    source.write_bytes(good + b"\n{broken\n" + good.replace(b"web.product_page", b"web.nowhere") + b"\n")
+    stranger = good.replace(b'"a"', b'"b"').replace(b"}", b',"persona":"vip_buyer"}')
+    source.write_bytes(
+        good + b"\n{broken\n" + good.replace(b"web.product_page", b"web.nowhere") + b"\n" + stranger + b"\n"
+    )
     data_dir = tmp_path / "data"
     assert main(["run", "--input", str(source), "--data-dir", str(data_dir)]) == 0
     store = ClickHouseProjectionStore.embedded(data_dir)
@@ -78,6 +81,7 @@ def test_bad_lines_keep_their_line_number_reason_and_bytes(tmp_path: Path) -> No
     assert rows == [
         (2, "malformed_json", "{broken"),
         (3, "unknown_touchpoint", good.replace(b"web.product_page", b"web.nowhere").decode()),
+        (4, "unknown_persona", stranger.decode()),
     ]
 
 

@@ -139,6 +139,23 @@ def test_unknown_touchpoint_is_rejected_with_its_reason(model: JourneyModel) -> 
     assert engine.counters.bad == 1
 
 
+def test_unknown_persona_is_rejected_and_accepted_once_resent(model: JourneyModel) -> None:
+    """A persona the journey file does not define is `unknown_persona`, not folded as the default;
+    the same event re-sent after the persona is defined is accepted (it was never a duplicate)."""
+    engine = JourneyEngine(model)
+    line = event_line("p-1", "c", "email.campaign", 0, persona="vip_buyer")
+    verdict = engine.accept(decode_event(line))
+    assert verdict is not None
+    assert (verdict.reason, verdict.field) == (BadReason.UNKNOWN_PERSONA, "persona")
+    assert "vip_buyer" in verdict.detail
+    assert engine.drain().rows["journey_instances"] == []
+    assert engine.counters.bad == 1
+    fixed = line.replace(b"vip_buyer", b"online_buyer")
+    assert engine.accept(decode_event(fixed)) is None
+    (row,) = engine.drain().rows["journey_instances"]
+    assert row[3] == "online_buyer"
+
+
 SIMULATION_LINES: list[bytes] = []
 
 
