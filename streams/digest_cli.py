@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from events.errors import TouchpathError
+from streams.cli_common import data_dir_arg, journeys_arg
 
 if TYPE_CHECKING:
     from projections.journeys import JourneyModel
@@ -32,24 +33,28 @@ def register(groups: Any) -> None:
         "to the team's webhooks.",
     )
     who = digest.add_mutually_exclusive_group(required=True)
-    who.add_argument("--team", help="the owning team (registry teams[].id)")
+    who.add_argument("--team", help="the owning team (registry teams[].id); no default: give --team or --all")
     who.add_argument("--all", action="store_true", help="every team of the registry")
-    digest.add_argument("--since", default="7d", help="period length before --until (default 7d)")
+    digest.add_argument("--since", default="7d", help="period length before --until, e.g. 7d, 36h")
     digest.add_argument(
         "--until",
         help="end of the period (exclusive): a date (midnight UTC) or RFC 3339 time with offset; default: "
         "just after the scenario's last event",
     )
-    digest.add_argument("--scenario", default="live")
+    digest.add_argument("--scenario", default="live", help="the scenario whose rows are read")
     digest.add_argument(
-        "--html", type=Path, help="write the HTML digest here (with --all: a directory, one file per team)"
+        "--html",
+        type=Path,
+        help="write the HTML digest here (with --all: a directory, one file per team); default: none",
     )
     digest.add_argument(
-        "--markdown", type=Path, help="write the Markdown digest here (with --all: a directory)"
+        "--markdown",
+        type=Path,
+        help="write the Markdown digest here (with --all: a directory); default: print it",
     )
     digest.add_argument("--send", action="store_true", help="post a compact digest to the team's webhooks")
-    digest.add_argument("--journeys", type=Path, help="journey definition file (default: TOUCHPATH_JOURNEYS)")
-    digest.add_argument("--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR)")
+    journeys_arg(digest)
+    data_dir_arg(digest)
     digest.set_defaults(handler=cmd_digest)
 
 

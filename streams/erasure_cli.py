@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from streams.cli_common import data_dir_arg
+
 
 def register(groups: Any) -> None:
     """Add `erase`."""
@@ -25,14 +27,14 @@ def register(groups: Any) -> None:
     erase.add_argument(
         "--customer", action="append", required=True, metavar="ID", help="a customer id (repeat for several)"
     )
-    erase.add_argument("--data-dir", type=Path, help="embedded chDB data dir (default: TOUCHPATH_DATA_DIR)")
+    data_dir_arg(erase)
     erase.add_argument(
         "--spool",
         action="append",
         default=[],
         type=Path,
         metavar="DIR",
-        help="an SDK spool directory to purge",
+        help="an SDK spool directory to purge (repeat for several; default: none)",
     )
     erase.add_argument(
         "--kafka",

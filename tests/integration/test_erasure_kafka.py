@@ -11,6 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.cli import main
+from streams.store import ClickHouseProjectionStore
 from tests.conftest import event_line
 
 pytestmark = pytest.mark.kafka
@@ -78,6 +79,9 @@ def test_erase_with_kafka_and_no_worker_topic_says_so(
 ) -> None:
     """A deployment without the worker has no state topic: nothing is written, and the output says so."""
     data_dir = tmp_path / "data"
+    store = ClickHouseProjectionStore.embedded(data_dir)  # erase refuses a data dir without a store
+    store.create_schema()
+    store.close()
     monkeypatch.setenv("TOUCHPATH_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("TOUCHPATH_APP_ID", "no-such-app")
     assert main(["erase", "--customer", "someone", "--kafka", "--data-dir", str(data_dir)]) == 0

@@ -93,6 +93,8 @@ def test_alert_mode_choices_match_the_detector() -> None:
         ["scenarios", "drop", "old"],
         ["compare", "live", "redesign"],
         ["replay", "--journeys", "x.yaml", "--scenario", "redesign"],
+        ["digest", "--all"],
+        ["erase", "--customer", "cust-1"],
     ],
 )
 def test_read_commands_refuse_a_data_dir_without_a_store(
