@@ -237,6 +237,24 @@ fn survey_field<'a>(value: Option<&JVal<'a>>, errors: &mut Errors) -> Option<Sur
 /// pre-order walk that visits children last to first; a dict keeps each key's first position and
 /// its last value.
 fn unrepresentable(value: &JVal, path: &str) -> Option<String> {
+    if !holds_unrepresentable(value) {
+        return None; // the common case: no path text is built
+    }
+    describe_unrepresentable(value, path)
+}
+
+fn holds_unrepresentable(value: &JVal) -> bool {
+    match value {
+        JVal::Float(v) => !v.is_finite(),
+        JVal::BigInt(text) => text.parse::<u64>().is_err(),
+        JVal::Array(items) => items.iter().any(holds_unrepresentable),
+        // Over every occurrence: a duplicate's earlier value may be fine, the describer decides.
+        JVal::Object(pairs) => pairs.iter().any(|(_, child)| holds_unrepresentable(child)),
+        _ => false,
+    }
+}
+
+fn describe_unrepresentable(value: &JVal, path: &str) -> Option<String> {
     let here = if path.is_empty() { "value" } else { path };
     match value {
         JVal::Float(v) if !v.is_finite() => {
@@ -258,14 +276,14 @@ fn unrepresentable(value: &JVal, path: &str) -> Option<String> {
             .iter()
             .enumerate()
             .rev()
-            .find_map(|(index, item)| unrepresentable(item, &format!("{path}[{index}]"))),
+            .find_map(|(index, item)| describe_unrepresentable(item, &format!("{path}[{index}]"))),
         JVal::Object(pairs) => pairs.iter().enumerate().rev().find_map(|(i, (key, _))| {
             if pairs[..i].iter().any(|(k, _)| k == key) {
                 return None; // a later duplicate: visited at the key's first position
             }
             let child = JVal::get(&pairs[i..], key).unwrap_or(&JVal::Null);
             let where_ = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-            unrepresentable(child, &where_)
+            describe_unrepresentable(child, &where_)
         }),
         _ => None,
     }
