@@ -1,30 +1,15 @@
-//! Timestamps as the reference decoder reads them (pydantic-core's speedate in strict mode):
-//! RFC 3339 with `T`/`t`/`_`/space, optional seconds and fraction (digits past 6 are dropped),
-//! `Z`/`z`/±HH:MM/±HHMM offsets, or a bare number of seconds (milliseconds beyond 2e10).
+//! `occurred_at` as the reference reads it (events/model.py): an RFC 3339 date-time with a
+//! mandatory offset (`Z`/`z`/±HH:MM, `T`/`t`/space, 1–9 fraction digits of which 6 are kept),
+//! checked like Python's `datetime.fromisoformat`, inside [1970-01-01, 2200-01-01) UTC.
+//! Every refusal is the text pydantic prints for the reference's ValueError ("Value error, ...").
 
-/// A parsed instant: microseconds since the epoch in UTC, or a naive local time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parsed {
-    Aware(i64),
-    Naive,
-}
-
-const MS_WATERSHED: i64 = 20_000_000_000;
 const MICROS: i64 = 1_000_000;
-// Python's datetime covers years 1..=9999; microseconds of 0001-01-01 and 10000-01-01 UTC.
-const MIN_MICROS: i64 = -62_135_596_800 * MICROS;
-const MAX_MICROS: i64 = 253_402_300_800 * MICROS;
-
-fn digit(bytes: &[u8], i: usize, error: &'static str) -> Result<i64, &'static str> {
-    match bytes.get(i) {
-        Some(b @ b'0'..=b'9') => Ok(i64::from(b - b'0')),
-        _ => Err(error),
-    }
-}
-
-fn two(bytes: &[u8], i: usize, error: &'static str) -> Result<i64, &'static str> {
-    Ok(digit(bytes, i, error)? * 10 + digit(bytes, i + 1, error)?)
-}
+const DAY_SECONDS: i64 = 86_400;
+/// 2200-01-01T00:00:00Z in microseconds since the epoch: the first instant refused.
+pub const LATEST_MICROS: i64 = 7_258_118_400 * MICROS;
+pub const RANGE_TEXT: &str = "1970-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z";
+pub const SHAPE_ERROR: &str = "Value error, must be an RFC 3339 date-time with an offset, \
+                               e.g. 2026-03-02T09:00:00Z or ...T10:00:00+01:00";
 
 fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
@@ -50,189 +35,136 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn rfc3339(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    if bytes.len() < 10 {
-        return Err("input is too short");
-    }
-    let year_error = "invalid character in year";
-    let year = (0..4).try_fold(0, |acc, i| Ok(acc * 10 + digit(bytes, i, year_error)?))?;
-    if bytes[4] != b'-' {
-        return Err("invalid date separator, expected `-`");
-    }
-    let month = two(bytes, 5, "invalid character in month")?;
-    if bytes[7] != b'-' {
-        return Err("invalid date separator, expected `-`");
-    }
-    let day = two(bytes, 8, "invalid character in day")?;
-    if !(1..=12).contains(&month) {
-        return Err("month value is outside expected range of 1-12");
-    }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err("day value is outside expected range");
-    }
-    if !matches!(bytes.get(10), Some(b'T' | b't' | b'_' | b' ')) {
-        return Err("invalid datetime separator, expected `T`, `t`, `_` or space");
-    }
-    let t = 11;
-    if bytes.len() < t + 5 {
-        return Err("input is too short");
-    }
-    let hour = two(bytes, t, "invalid character in hour")?;
-    if hour > 23 {
-        return Err("hour value is outside expected range of 0-23");
-    }
-    if bytes[t + 2] != b':' {
-        return Err("invalid time separator, expected `:`");
-    }
-    let minute = two(bytes, t + 3, "invalid character in minute")?;
-    if minute > 59 {
-        return Err("minute value is outside expected range of 0-59");
-    }
-    let mut pos = t + 5;
-    let mut second = 0;
-    let mut micros = 0;
-    if bytes.get(pos) == Some(&b':') {
-        second = two(bytes, pos + 1, "invalid character in second")?;
-        if second > 59 {
-            return Err("second value is outside expected range of 0-59");
-        }
-        pos += 3;
-        if matches!(bytes.get(pos), Some(b'.' | b',')) {
-            pos += 1;
-            let start = pos;
-            while let Some(b @ b'0'..=b'9') = bytes.get(pos) {
-                if pos - start < 6 {
-                    micros = micros * 10 + i64::from(b - b'0');
-                }
-                pos += 1;
-            }
-            let digits = pos - start;
-            if digits == 0 {
-                return Err("second fraction digits missing after `.`");
-            }
-            for _ in digits..6 {
-                micros *= 10;
-            }
-        }
-    }
-    let offset = match bytes.get(pos) {
-        None => None,
-        Some(b'Z' | b'z') => {
-            pos += 1;
-            Some(0)
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            let sign = if *sign == b'-' { -1 } else { 1 };
-            let tz_hour = two(bytes, pos + 1, "invalid timezone hour")?;
-            pos += 3;
-            if bytes.get(pos) == Some(&b':') {
-                pos += 1;
-            }
-            let tz_minute = two(bytes, pos, "invalid timezone minute")?;
-            pos += 2;
-            if tz_minute > 59 {
-                return Err("timezone minute value is outside expected range of 0-59");
-            }
-            let seconds = tz_hour * 3600 + tz_minute * 60;
-            if seconds >= 86_400 {
-                return Err("timezone offset must be less than 24 hours");
-            }
-            Some(sign * seconds)
-        }
-        Some(_) => return Err("invalid timezone sign"),
-    };
-    if pos < bytes.len() {
-        return Err("unexpected extra characters at the end of the input");
-    }
-    if year == 0 {
-        return Err("year 0 is out of range");
-    }
-    let Some(offset) = offset else { return Ok(Parsed::Naive) };
-    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    Ok(Parsed::Aware((local - offset) * MICROS + micros))
+/// The fields of a text that has the reference's RFC 3339 shape (its regular expression
+/// `^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$`, ASCII digits).
+struct Fields {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    micros: i64,
+    /// Signed offset in seconds; minutes beyond 59 count as such ("+01:75" is 2 h 15 min).
+    offset: i64,
 }
 
-// Unix seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the reference's numeric range.
-const MIN_SECONDS: i64 = -62_167_219_200;
-const MAX_SECONDS: i64 = 253_402_300_799;
-// Seconds before 0001-01-01 parse, but Python's datetime has no year 0.
-const YEAR_ONE_SECONDS: i64 = -62_135_596_800;
-
-/// A bare number of seconds (or milliseconds past the watershed) as microseconds; None when the
-/// text is not a number the reference reads (then its RFC 3339 error stands).
-fn timestamp(bytes: &[u8]) -> Option<Result<i64, &'static str>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (seconds, micros) = if text.contains('.') {
-        // With a decimal point the whole text is read as a float (an exponent is allowed then).
-        let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-        if !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+fn shape(bytes: &[u8]) -> Option<Fields> {
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = bytes.get(from..from + len)?;
+        part.iter().try_fold(0, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0')))
+    };
+    let at = |i: usize, allowed: &[u8]| bytes.get(i).is_some_and(|b| allowed.contains(b));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
+        return None;
+    }
+    let mut fields = Fields {
+        year: num(0, 4)?,
+        month: num(5, 2)?,
+        day: num(8, 2)?,
+        hour: num(11, 2)?,
+        minute: num(14, 2)?,
+        second: num(17, 2)?,
+        micros: 0,
+        offset: 0,
+    };
+    let mut pos = 19;
+    if at(pos, b".") {
+        let digits = bytes[pos + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
             return None;
         }
-        // The whole part must fit 64 bits, else the reference does not read a number at all.
-        let whole_part = unsigned.split('.').next().unwrap_or("");
-        if !whole_part.is_empty() && whole_part.parse::<i64>().is_err() {
-            return None;
-        }
-        let value: f64 = text.parse().ok()?;
-        // A decimal number past the watershed is milliseconds, and past it again microseconds.
-        // (Beyond 2e10 the reference's float arithmetic can differ in the last microseconds.)
-        let mut value = value;
-        for _ in 0..2 {
-            if value.abs() > MS_WATERSHED as f64 {
-                value /= 1000.0;
-                if value >= i64::MAX as f64 {
-                    // The reference then reads it as a time of day, and refuses it as such.
-                    return Some(Err("numeric times may not exceed 86,399 seconds"));
-                }
+        // The reference keeps the first 6 digits (microseconds), right-padded with zeros.
+        let kept = digits.min(6);
+        fields.micros = num(pos + 1, kept)? * 10_i64.pow(6 - kept as u32);
+        pos += 1 + digits;
+    }
+    match bytes.get(pos) {
+        Some(b'Z' | b'z') => pos += 1,
+        Some(&sign @ (b'+' | b'-')) => {
+            if !at(pos + 3, b":") {
+                return None;
             }
+            let seconds = num(pos + 1, 2)? * 3600 + num(pos + 4, 2)? * 60;
+            fields.offset = if sign == b'-' { -seconds } else { seconds };
+            pos += 6;
         }
-        let whole = value.floor();
-        let micros = ((value - whole) * 1e6).round() as i64;
-        (whole as i64, micros)
+        _ => return None,
+    }
+    (pos == bytes.len()).then_some(fields)
+}
+
+/// Python's repr of `timedelta(seconds=s)`: normalised to days and 0 <= seconds < 86400.
+fn timedelta_repr(seconds: i64) -> String {
+    let (days, rest) = (seconds.div_euclid(DAY_SECONDS), seconds.rem_euclid(DAY_SECONDS));
+    match (days, rest) {
+        (0, 0) => "datetime.timedelta(0)".into(),
+        (0, s) => format!("datetime.timedelta(seconds={s})"),
+        (d, 0) => format!("datetime.timedelta(days={d})"),
+        (d, s) => format!("datetime.timedelta(days={d}, seconds={s})"),
+    }
+}
+
+/// What `datetime.fromisoformat` refuses in a well-shaped text, in its order: the offset (the
+/// timezone is built first), then year, month, day, hour, minute, second.
+fn invalid(f: &Fields) -> Option<String> {
+    if f.offset.abs() >= DAY_SECONDS {
+        return Some(format!(
+            "offset must be a timedelta strictly between -timedelta(hours=24) and timedelta(hours=24), not {}.",
+            timedelta_repr(f.offset)
+        ));
+    }
+    let problem = if f.year == 0 {
+        "year 0 is out of range"
+    } else if !(1..=12).contains(&f.month) {
+        "month must be in 1..12"
+    } else if f.day < 1 || f.day > days_in_month(f.year, f.month) {
+        "day is out of range for month"
+    } else if f.hour > 23 {
+        "hour must be in 0..23"
+    } else if f.minute > 59 {
+        "minute must be in 0..59"
+    } else if f.second > 59 {
+        "second must be in 0..59"
     } else {
-        let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value: i64 = text.parse().ok()?;
-        let magnitude = value.checked_abs()?;
-        if magnitude <= MS_WATERSHED {
-            (value, 0)
-        } else {
-            (value.div_euclid(1000), value.rem_euclid(1000) * 1000)
-        }
+        return None;
     };
-    if seconds < MIN_SECONDS {
-        return Some(Err("dates before 0000 are not supported as unix timestamps"));
-    }
-    if seconds > MAX_SECONDS {
-        return Some(Err("dates after 9999 are not supported as unix timestamps"));
-    }
-    if seconds < YEAR_ONE_SECONDS {
-        return Some(Err("year 0 is out of range"));
-    }
-    Some(Ok(seconds * MICROS + micros))
+    Some(problem.into())
 }
 
-/// Parse the text of `occurred_at`; Err is the reason pydantic appends to
-/// "Input should be a valid datetime, ".
-pub fn parse(text: &str) -> Result<Parsed, &'static str> {
-    let bytes = text.as_bytes();
-    let parsed = match rfc3339(bytes) {
-        Ok(parsed) => parsed,
-        Err(error) => match timestamp(bytes) {
-            Some(Ok(micros)) => Parsed::Aware(micros),
-            Some(Err(range)) => return Err(range),
-            None => return Err(error),
-        },
-    };
-    if let Parsed::Aware(micros) = parsed {
-        if !(MIN_MICROS..MAX_MICROS).contains(&micros) {
-            // The reference raises OverflowError here (outside the contract); refuse clearly.
-            return Err("date value out of range");
-        }
+/// `datetime.isoformat()` of the local time with its offset, as the reference prints it.
+fn isoformat(f: &Fields) -> String {
+    let mut text =
+        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", f.year, f.month, f.day, f.hour, f.minute, f.second);
+    if f.micros != 0 {
+        text += &format!(".{:06}", f.micros);
     }
-    Ok(parsed)
+    let sign = if f.offset < 0 { '-' } else { '+' };
+    let offset = f.offset.abs();
+    text + &format!("{sign}{:02}:{:02}", offset / 3600, offset % 3600 / 60)
+}
+
+/// Parse the text of `occurred_at` to microseconds since the epoch in UTC; Err is the detail
+/// pydantic gives for the reference's refusal.
+pub fn parse(text: &str) -> Result<i64, String> {
+    let fields = shape(text.as_bytes()).ok_or(SHAPE_ERROR)?;
+    if let Some(problem) = invalid(&fields) {
+        // The text matched the ASCII shape, so it is at most 35 characters: shown whole.
+        return Err(format!("Value error, {text} is not a valid date-time: {problem}"));
+    }
+    let local = days_from_civil(fields.year, fields.month, fields.day) * DAY_SECONDS
+        + fields.hour * 3600
+        + fields.minute * 60
+        + fields.second;
+    let micros = (local - fields.offset) * MICROS + fields.micros;
+    // Also covers what overflows Python's datetime (year 1 or 9999 shifted by the offset).
+    if !(0..LATEST_MICROS).contains(&micros) {
+        return Err(format!(
+            "Value error, {} is outside the accepted range {RANGE_TEXT}",
+            isoformat(&fields)
+        ));
+    }
+    Ok(micros)
 }
 
 #[cfg(test)]
@@ -240,41 +172,61 @@ mod tests {
     use super::*;
 
     fn micros(text: &str) -> i64 {
-        match parse(text) {
-            Ok(Parsed::Aware(v)) => v,
-            other => panic!("{text}: {other:?}"),
-        }
+        parse(text).unwrap_or_else(|error| panic!("{text}: {error}"))
     }
 
     #[test]
-    fn reads_rfc3339_and_timestamps() {
+    fn reads_rfc3339_with_an_offset() {
         assert_eq!(micros("1970-01-01T00:00:00Z"), 0);
         assert_eq!(micros("2024-01-01T00:00:00+01:30"), micros("2023-12-31T22:30:00Z"));
-        assert_eq!(micros("2024-01-01t00:00z"), micros("2024-01-01T00:00:00Z"));
+        assert_eq!(micros("2024-01-01t00:00:00z"), micros("2024-01-01 00:00:00-00:00"));
         assert_eq!(micros("2024-01-01T00:00:00.123456789Z") % MICROS, 123_456);
-        assert_eq!(micros("1700000000"), 1_700_000_000 * MICROS);
-        assert_eq!(micros("20000000001"), 20_000_000_001 * 1000);
-        assert_eq!(micros(".5"), 500_000);
-        assert_eq!(micros("-1.5"), -1_500_000);
-        assert_eq!(micros("1.5e3"), 1_500 * MICROS);
-        assert_eq!(parse("1e3"), Err("input is too short"));
-        assert_eq!(
-            parse("9223372036854775807"),
-            Err("dates after 9999 are not supported as unix timestamps")
-        );
-        assert_eq!(parse("-99999999999999"), Err("dates before 0000 are not supported as unix timestamps"));
-        assert_eq!(parse("2024-01-01T00:00"), Ok(Parsed::Naive));
+        assert_eq!(micros("2024-01-01T00:00:00.5Z") % MICROS, 500_000);
+        assert_eq!(micros("2024-01-01T01:00:00+00:60"), micros("2024-01-01T00:00:00Z"));
+        assert_eq!(micros("2199-12-31T23:59:59.999999Z"), LATEST_MICROS - 1);
     }
 
     #[test]
-    fn names_what_is_wrong() {
-        assert_eq!(parse("2024-01-01T24:00:00Z"), Err("hour value is outside expected range of 0-23"));
-        assert_eq!(parse("2024-02-30T00:00:00Z"), Err("day value is outside expected range"));
-        assert_eq!(parse("2024-01-01T00:00:00+01"), Err("invalid timezone minute"));
+    fn refuses_other_shapes() {
+        for text in
+            ["1772438400", ".5", "1.5e3", "2024-01-01T00:00Z", "2024-01-01T00:00:00", "2024-01-01_00:00:00Z"]
+        {
+            assert_eq!(parse(text), Err(SHAPE_ERROR.into()), "{text}");
+        }
+        for text in ["2024-01-01T00:00:00.Z", "2024-01-01T00:00:00.1234567890Z", "2024-01-01T00:00:00+0100"] {
+            assert_eq!(parse(text), Err(SHAPE_ERROR.into()), "{text}");
+        }
+        assert_eq!(parse("2024-01-01T00:00:00Z\n"), Err(SHAPE_ERROR.into()));
+        assert_eq!(parse("２０２４-01-01T00:00:00Z"), Err(SHAPE_ERROR.into()));
+    }
+
+    #[test]
+    fn names_what_is_wrong_like_fromisoformat() {
+        let error = |text: &str| parse(text).unwrap_err();
         assert_eq!(
-            parse("2024-01-01T00:00:00Zx"),
-            Err("unexpected extra characters at the end of the input")
+            error("2024-02-30T00:00:00Z"),
+            "Value error, 2024-02-30T00:00:00Z is not a valid date-time: day is out of range for month"
         );
-        assert_eq!(parse("1e9"), Err("input is too short"));
+        assert!(error("0000-01-01T00:00:00Z").ends_with("year 0 is out of range"));
+        assert!(error("2024-01-01T24:00:00Z").ends_with("hour must be in 0..23"));
+        assert!(
+            error("2024-02-30T25:00:00-24:01").ends_with("not datetime.timedelta(days=-2, seconds=86340).")
+        );
+        assert!(error("2024-01-01T00:00:00+24:00").ends_with("not datetime.timedelta(days=1)."));
+    }
+
+    #[test]
+    fn refuses_times_outside_the_range() {
+        let out = |text: &str, shown: &str| {
+            assert_eq!(
+                parse(text),
+                Err(format!("Value error, {shown} is outside the accepted range {RANGE_TEXT}"))
+            );
+        };
+        out("2200-01-01T00:00:00Z", "2200-01-01T00:00:00+00:00");
+        out("1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999+00:00");
+        out("1970-01-01T00:29:00+00:30", "1970-01-01T00:29:00+00:30");
+        out("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00");
+        out("9999-12-31T23:00:00-01:75", "9999-12-31T23:00:00-02:15");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::datetime::{self, Parsed};
+use crate::datetime;
 use crate::json::{self, JVal};
 
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -231,11 +231,73 @@ fn survey_field<'a>(value: Option<&JVal<'a>>, errors: &mut Errors) -> Option<Sur
     }
 }
 
+/// Where a value holds a number JSON and ClickHouse cannot carry (events.model.unrepresentable):
+/// NaN, ±Infinity (1e400 reads as infinity) or an integer outside [-2**63, 2**64). The reference
+/// walks the Python dict with a stack, so the first problem it names is the one met first in a
+/// pre-order walk that visits children last to first; a dict keeps each key's first position and
+/// its last value.
+fn unrepresentable(value: &JVal, path: &str) -> Option<String> {
+    if !holds_unrepresentable(value) {
+        return None; // the common case: no path text is built
+    }
+    describe_unrepresentable(value, path)
+}
+
+fn holds_unrepresentable(value: &JVal) -> bool {
+    match value {
+        JVal::Float(v) => !v.is_finite(),
+        JVal::BigInt(text) => text.parse::<u64>().is_err(),
+        JVal::Array(items) => items.iter().any(holds_unrepresentable),
+        // Over every occurrence: a duplicate's earlier value may be fine, the describer decides.
+        JVal::Object(pairs) => pairs.iter().any(|(_, child)| holds_unrepresentable(child)),
+        _ => false,
+    }
+}
+
+fn describe_unrepresentable(value: &JVal, path: &str) -> Option<String> {
+    let here = if path.is_empty() { "value" } else { path };
+    match value {
+        JVal::Float(v) if !v.is_finite() => {
+            let shown = if v.is_nan() {
+                "nan"
+            } else if *v > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            Some(format!("{here}: {shown} is not a JSON number (NaN, Infinity or beyond 1e308)"))
+        }
+        JVal::BigInt(text) if text.parse::<u64>().is_err() => {
+            // Decimal text of a JSON integer (no leading zeros): what Python's str() gives.
+            let head: String = text.chars().take(24).collect();
+            Some(format!("{here}: integer {head}... does not fit 64 bits"))
+        }
+        JVal::Array(items) => items
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(index, item)| describe_unrepresentable(item, &format!("{path}[{index}]"))),
+        JVal::Object(pairs) => pairs.iter().enumerate().rev().find_map(|(i, (key, _))| {
+            if pairs[..i].iter().any(|(k, _)| k == key) {
+                return None; // a later duplicate: visited at the key's first position
+            }
+            let child = JVal::get(&pairs[i..], key).unwrap_or(&JVal::Null);
+            let where_ = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            describe_unrepresentable(child, &where_)
+        }),
+        _ => None,
+    }
+}
+
 fn attributes_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Vec<u8>> {
     let here = Some("attributes".to_string());
     match value {
         None | Some(JVal::Null) => None,
         Some(object @ JVal::Object(_)) => {
+            if let Some(problem) = unrepresentable(object, "") {
+                errors.push((here, format!("Value error, {problem}")));
+                return None;
+            }
             let mut out = Vec::new();
             if let Err(error) = json::dumps(object, &mut out) {
                 errors.push((here, format!("Value error, attributes cannot be stored as JSON: {error}")));
@@ -260,11 +322,8 @@ fn attributes_field(value: Option<&JVal>, errors: &mut Errors) -> Option<Vec<u8>
 fn occurred_field(value: Option<&JVal>) -> Result<Option<i64>, String> {
     match value {
         None => Err("Field required".into()),
-        Some(JVal::Str(text)) => match datetime::parse(text) {
-            Ok(Parsed::Aware(micros)) => Ok(Some(micros)),
-            Ok(Parsed::Naive) => Err("Input should have timezone info".into()),
-            Err(reason) => Err(format!("Input should be a valid datetime, {reason}")),
-        },
+        Some(JVal::Str(text)) => datetime::parse(text).map(Some),
+        // Anything but a string reaches the strict datetime check as itself (null included).
         Some(_) => Err("Input should be a valid datetime".into()),
     }
 }
@@ -384,6 +443,36 @@ mod tests {
         );
         assert_eq!(check_event(b"{").unwrap_err().reason, MALFORMED_JSON);
         assert_eq!(check_event(&vec![b' '; MAX_EVENT_BYTES + 1]).unwrap_err().reason, OVERSIZE);
+    }
+
+    #[test]
+    fn numbers_json_cannot_carry_are_refused_where_they_are() {
+        let detail = |extra: &str| check(extra).unwrap_err().detail;
+        assert_eq!(
+            detail(r#","attributes":{"a":NaN,"b":[1,Infinity]}"#),
+            "Value error, b[1]: inf is not a JSON number (NaN, Infinity or beyond 1e308)"
+        );
+        assert_eq!(
+            detail(r#","attributes":{"":[-1e400]}"#),
+            "Value error, [0]: -inf is not a JSON number (NaN, Infinity or beyond 1e308)"
+        );
+        assert_eq!(
+            detail(r#","attributes":{"x":{"y":[{"z":18446744073709551616}]}}"#),
+            "Value error, x.y[0].z: integer 18446744073709551616... does not fit 64 bits"
+        );
+        // A duplicate key keeps its first position and its last value.
+        assert_eq!(
+            detail(r#","attributes":{"a":1,"b":-1e400,"a":NaN}"#),
+            "Value error, b: -inf is not a JSON number (NaN, Infinity or beyond 1e308)"
+        );
+        assert!(
+            check(r#","attributes":{"a":1e400,"a":18446744073709551615,"b":-9223372036854775808}"#).is_ok()
+        );
+        let rejection = check(r#","occurred_at":"1772438400""#).unwrap_err();
+        assert_eq!(
+            (rejection.field.as_deref(), rejection.detail.as_str()),
+            (Some("occurred_at"), datetime::SHAPE_ERROR)
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct JsonError {
 
 // The reference accepts 201 nested containers and refuses the 202nd at its opening byte.
 const RECURSION_LIMIT: usize = 201;
+const MAX_INT_CHARS: usize = 4300;
 
 impl JsonError {
     /// "<kind> at line L column C", as pydantic prints it after "Invalid JSON: ".
@@ -376,6 +377,11 @@ impl<'a> Parser<'a> {
             }
             Some(_) => return Err(self.err_here("invalid number")),
         }
+        // As Python's int(), the reference reads at most 4300 characters (sign included) before
+        // any fraction or exponent, and points just past the 4301st.
+        if self.pos - start > MAX_INT_CHARS {
+            return Err(JsonError { kind: "number out of range", index: start + MAX_INT_CHARS + 2 });
+        }
         let mut is_float = false;
         if self.peek() == Some(b'.') {
             is_float = true;
@@ -538,6 +544,8 @@ mod tests {
         assert_eq!(err("{a:1}"), "key must be a string at line 1 column 2");
         assert_eq!(err("{\"a\":tru}"), "expected ident at line 1 column 9");
         assert_eq!(err("\n\n  {\"a\":"), "EOF while parsing a value at line 3 column 7");
+        let long = format!("{{\"a\":-{}.5}}", "9".repeat(4300));
+        assert_eq!(err(&long), "number out of range at line 1 column 4307");
     }
 
     #[test]
