@@ -248,7 +248,7 @@ ALERT_STATE = Table(
         ("scenario", "LowCardinality(String)"),
         ("touchpoint", "LowCardinality(String)"),
         ("settings_id", "String"),  # a hash of the alert settings the state was built with
-        ("state", "String"),  # projections.alerts.encode_state bytes: what the detector needs to go on
+        ("state", "String"),  # alerts.codec.encode_detector bytes: what the detector needs
         *VERSION,
     ),
     ("scenario", "touchpoint"),
