@@ -9,9 +9,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from projections.journey_diff import ChangeKind, JourneyDiff
-from projections.journeys import JourneyModel
-from streams.compare import (
+from projections.diff.journeys import ChangeKind, JourneyDiff
+from projections.diff.scenarios import (
     Comparison,
     Conformance,
     ConformanceChange,
@@ -19,6 +18,7 @@ from streams.compare import (
     FrictionChange,
     InstanceView,
 )
+from projections.journeys import JourneyModel
 from streams.report import (
     CSS,
     KIND_COLOURS,

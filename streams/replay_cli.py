@@ -124,7 +124,7 @@ def _scenario_model(
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """touchpath compare."""
-    from projections.journey_diff import diff_models  # noqa: PLC0415
+    from projections.diff.journeys import diff_models  # noqa: PLC0415
     from streams.compare import compare_scenarios, render_text  # noqa: PLC0415
     from streams.scenarios import check_name, run_record  # noqa: PLC0415
 
@@ -222,7 +222,7 @@ def cmd_scenarios_drop(args: argparse.Namespace) -> int:
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     """touchpath journeys diff."""
-    from projections.journey_diff import diff_models, render_diff  # noqa: PLC0415
+    from projections.diff.journeys import diff_models, render_diff  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
 
     old, new = load_journeys(args.old), load_journeys(args.new)

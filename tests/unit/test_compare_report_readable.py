@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from test_compare import CONFORMANCE, DEVIATIONS, FRICTION, figures
 
+from projections.diff.scenarios import Comparison, InstanceChanges, TableIdentity, compare_figures
 from projections.journeys import JourneyModel
-from streams.compare import Comparison, InstanceChanges, TableIdentity, compare_figures
 from streams.compare_report import (
     _Embedder,
     cards_html,
