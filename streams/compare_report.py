@@ -18,6 +18,7 @@ from projections.diff.scenarios import (
     FrictionChange,
     InstanceView,
 )
+from projections.ideal_path import ideal_transitions
 from projections.journeys import JourneyModel
 from streams.report import (
     CSS,
@@ -27,7 +28,6 @@ from streams.report import (
     esc,
     html_table,
     ideal_sequence_html,
-    ideal_transitions,
     sankey_figure,
     sankey_legend_html,
 )

@@ -13,6 +13,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from projections.durations import format_duration
+from projections.ideal_path import ideal_ends, ideal_transitions
 from projections.journeys import Journey, JourneyModel, Step
 from streams.report_alerts import alerts_html
 from streams.store import ClickHouseProjectionStore
@@ -162,14 +164,6 @@ def _empty_figure(message: str, title: str, height: int = 260) -> go.Figure:
     return figure
 
 
-def format_duration(ms: int) -> str:
-    """A duration in the largest whole unit: 10m, 1h, 2d (else seconds)."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
-
-
 def _amount(value: float) -> str:
     """A weight for a label: whole above 10, one decimal below (negative-survey shares are fractions)."""
     return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
@@ -253,30 +247,6 @@ def header_html(store: ClickHouseProjectionStore, counts: Counts, scenario: str)
 
 
 # ---- actual vs ideal path (Sankey) --------------------------------------------------------------
-
-
-def ideal_transitions(journey: Journey) -> set[tuple[str, str]]:
-    """Touchpoint pairs the ideal journey allows back to back (skipping optional steps, repeating)."""
-    pairs: set[tuple[str, str]] = set()
-    steps = journey.steps
-    for i, step in enumerate(steps):
-        if step.repeatable:
-            pairs |= {(a, b) for a in step.touchpoints for b in step.touchpoints}
-        for later in steps[i + 1 :]:
-            pairs |= {(a, b) for a in step.touchpoints for b in later.touchpoints}
-            if not later.optional:
-                break
-    return pairs
-
-
-def ideal_ends(journey: Journey) -> set[str]:
-    """Touchpoints an ideal path may end with: the last required step and any optional steps after it."""
-    ends: set[str] = set()
-    for step in reversed(journey.steps):
-        ends |= step.touchpoints
-        if not step.optional:
-            break
-    return ends
 
 
 def _step_html(step: Step) -> str:
