@@ -20,7 +20,15 @@ from projections.diff.scenarios import (
 )
 from projections.ideal_path import ideal_transitions
 from projections.journeys import JourneyModel
-from streams.html_page import FigureEmbedder, empty_figure, esc, html_table, page_html, write_page
+from streams.html_page import (
+    FigureEmbedder,
+    bar_rows_layout,
+    empty_figure,
+    esc,
+    html_table,
+    page_html,
+    write_page,
+)
 from streams.report import (
     KIND_COLOURS,
     NO_STEP,
@@ -258,17 +266,9 @@ def friction_figure(comparison: Comparison) -> go.Figure:
                    hovertemplate="%{y}<br>weight %{x}<br>%{customdata:,} signals<extra></extra>"),
         ]
     )  # fmt: skip
-    figure.update_layout(
-        title=title,
-        barmode="group",
-        height=160 + 34 * len(rows),
-        template="plotly_white",
-        xaxis={"title": "friction weight"},
-        yaxis={"automargin": True},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        margin={"l": 10, "r": 10, "t": 70, "b": 50},
+    return bar_rows_layout(
+        figure, title, len(rows), "friction weight", barmode="group", row_height=34, top=70
     )
-    return figure
 
 
 def instance_changes_figure(comparison: Comparison) -> go.Figure:
@@ -354,11 +354,7 @@ def alerts_figure(comparison: Comparison) -> go.Figure:
                    marker_color=BASE_COLOUR, legendrank=1),
         ]
     )  # fmt: skip
-    figure.update_layout(
-        title=title, barmode="group", height=160 + 34 * len(rows), template="plotly_white",
-        yaxis={"automargin": True}, xaxis={"title": "alerts"},
-    )  # fmt: skip
-    return figure
+    return bar_rows_layout(figure, title, len(rows), "alerts", barmode="group", row_height=34, top=70)
 
 
 # ---- HTML pieces ----------------------------------------------------------------------------------

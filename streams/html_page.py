@@ -77,6 +77,27 @@ def empty_figure(message: str, title: str, height: int = 260) -> go.Figure:
     return figure
 
 
+def bar_rows_layout(
+    figure: go.Figure,
+    title: str,
+    rows: int,
+    x_title: str,
+    *,
+    barmode: str = "stack",
+    row_height: int = 26,
+    top: int = 80,
+) -> go.Figure:
+    """Lay out a horizontal bar chart of one row per label: it grows with its rows, labels are never
+    cut (automargin), the legend sits above it on the right."""
+    figure.update_layout(
+        title=title, barmode=barmode, height=160 + row_height * rows, template="plotly_white",
+        xaxis={"title": x_title}, yaxis={"automargin": True},
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": top, "b": 50},
+    )  # fmt: skip
+    return figure
+
+
 class FigureEmbedder:
     """Renders figures as HTML fragments, embedding plotly.js inline with the first one only."""
 

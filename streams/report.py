@@ -15,7 +15,15 @@ from plotly.subplots import make_subplots
 from projections.durations import format_duration
 from projections.ideal_path import ideal_ends, ideal_transitions
 from projections.journeys import Journey, JourneyModel, Step
-from streams.html_page import FigureEmbedder, empty_figure, esc, html_table, page_html, write_page
+from streams.html_page import (
+    FigureEmbedder,
+    bar_rows_layout,
+    empty_figure,
+    esc,
+    html_table,
+    page_html,
+    write_page,
+)
 from streams.report_alerts import alerts_html
 from streams.store import ClickHouseProjectionStore
 from streams.summary import summarise
@@ -528,17 +536,7 @@ def support_drivers_figure(
             for rule in rules
         ]
     )
-    figure.update_layout(
-        title=title,
-        barmode="stack",
-        height=160 + 26 * len(labels),
-        template="plotly_white",
-        xaxis={"title": "support contacts"},
-        yaxis={"automargin": True},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        margin={"l": 10, "r": 10, "t": 80, "b": 50},
-    )
-    return figure
+    return bar_rows_layout(figure, title, len(labels), "support contacts")
 
 
 # ---- delight ------------------------------------------------------------------------------------
