@@ -63,15 +63,34 @@ def observations_of(rows: Mapping[str, Sequence[Sequence[Any]]], config: Detecto
 
 def alert_row(alert: AlertEvent, scenario: str) -> tuple[object, ...]:
     """The alert as a row of the `alerts` table."""
-    return (
-        scenario, alert.alert_id, alert.incident_id, alert.action.value, alert.touchpoint,
-        alert.owner_team, alert.measure, alert.trigger, alert.window_start, alert.window_end,
-        alert.incident_start,
-        alert.detected_at, alert.traffic, alert.signals, _finite(alert.rate), _finite(alert.baseline_rate),
-        _finite(alert.expected), _finite(alert.ratio), _finite(alert.sigma), dict(alert.kinds),
-        dict(alert.personas), dict(alert.journeys), dict(alert.upstream), list(alert.customer_ids),
-        list(alert.event_ids), alert.summary(),
-    )  # fmt: skip
+    return schema.ALERTS.row(
+        scenario=scenario,
+        alert_id=alert.alert_id,
+        incident_id=alert.incident_id,
+        action=alert.action.value,
+        touchpoint=alert.touchpoint,
+        owner_team=alert.owner_team,
+        measure=alert.measure,
+        trigger=alert.trigger,
+        window_start=alert.window_start,
+        window_end=alert.window_end,
+        incident_start=alert.incident_start,
+        detected_at=alert.detected_at,
+        traffic=alert.traffic,
+        signals=alert.signals,
+        rate=_finite(alert.rate),
+        baseline_rate=_finite(alert.baseline_rate),
+        expected=_finite(alert.expected),
+        ratio=_finite(alert.ratio),
+        sigma=_finite(alert.sigma),
+        kinds=dict(alert.kinds),
+        personas=dict(alert.personas),
+        journeys=dict(alert.journeys),
+        upstream=dict(alert.upstream),
+        example_customer_ids=list(alert.customer_ids),
+        example_event_ids=list(alert.event_ids),
+        summary=alert.summary(),
+    )
 
 
 def _opt(value: Any) -> str | None:

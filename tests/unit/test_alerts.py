@@ -13,7 +13,8 @@ from projections.alerts.codec import decode_detector, decode_observation, encode
 from projections.alerts.config import DetectorConfig, detector_config
 from projections.alerts.detector import FrictionDetector, advance, observe, poisson_sigma
 from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
-from projections.alerts.rows import observations_of
+from projections.alerts.model import test_alert as labelled_test_alert  # not a test: aliased for pytest
+from projections.alerts.rows import alert_row, observations_of
 from projections.alerts.slack.message import slack_payload
 from projections.alerts.state import TouchpointWindowState, new_state
 from projections.engine import JourneyEngine
@@ -302,3 +303,16 @@ def test_a_window_that_does_not_divide_a_day_is_refused() -> None:
     """Seasonal baselines compare the same time of day, so windows must tile a day."""
     with pytest.raises(ValueError, match="divide a day"):
         AlertSettings(window="7m")
+
+
+def test_an_alert_row_puts_each_value_under_its_column() -> None:
+    """The alerts table row is built by column name: a reader of the table sees the alert's values."""
+    alert = labelled_test_alert("web.checkout", "ecommerce", T0)
+    row = dict(zip(schema.ALERTS.column_names, alert_row(alert, "live"), strict=True))
+    assert row["scenario"] == "live"
+    assert row["action"] == "test"
+    assert row["owner_team"] == "ecommerce"
+    assert row["detected_at"] == T0
+    assert row["summary"] == alert.summary()
+    with pytest.raises(ValueError, match=r"missing \['summary'\], unknown \['note'\]"):
+        schema.ALERTS.row(**{**{name: row[name] for name in row if name != "summary"}, "note": "x"})
