@@ -140,6 +140,11 @@ class Spool:
     # -- delivery outcomes -----------------------------------------------------------------------
     def acknowledge(self, ref: SpoolRef) -> None:
         """Kafka acknowledged the record: it may leave the spool (with the rest of its segment)."""
+        self._finish(ref)
+
+    def _finish(self, ref: SpoolRef) -> None:
+        """Mark a record done (acknowledged or discarded); a complete segment other than the active
+        one is removed. Finishing a record twice changes nothing."""
         with self._lock:
             segment = self._segments.get(ref.segment)
             if segment is None or segment.states[ref.index] == DONE:
@@ -183,16 +188,7 @@ class Spool:
 
     def discard(self, ref: SpoolRef) -> None:
         """Drop a record that can never be delivered (unreadable on replay); it is not resent."""
-        with self._lock:
-            segment = self._segments.get(ref.segment)
-            if segment is None or segment.states[ref.index] == DONE:
-                return
-            if segment.states[ref.index] == PENDING:
-                segment.pending -= 1
-            segment.states[ref.index] = DONE
-            segment.done += 1
-            if segment.complete and segment is not self._active:
-                self._remove(segment)
+        self._finish(ref)
 
     # -- state -----------------------------------------------------------------------------------
     def unacknowledged(self) -> int:

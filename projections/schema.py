@@ -20,6 +20,17 @@ class Table:
         """Column names in insert order."""
         return tuple(name for name, _ in self.columns)
 
+    def row(self, **values: object) -> tuple[object, ...]:
+        """A row built by column name, in insert order: every column given, and no other.
+
+        For rows written now and then (alerts); the hot projection rows stay positional."""
+        if values.keys() != set(self.column_names):
+            missing = sorted(set(self.column_names) - values.keys())
+            unknown = sorted(values.keys() - set(self.column_names))
+            msg = f"a {self.name} row needs exactly its columns: missing {missing}, unknown {unknown}"
+            raise ValueError(msg)
+        return tuple(values[name] for name in self.column_names)
+
 
 TS = "DateTime64(3, 'UTC')"
 VERSION = (("version", "UInt64"), ("is_deleted", "UInt8"))
@@ -248,7 +259,7 @@ ALERT_STATE = Table(
         ("scenario", "LowCardinality(String)"),
         ("touchpoint", "LowCardinality(String)"),
         ("settings_id", "String"),  # a hash of the alert settings the state was built with
-        ("state", "String"),  # projections.alerts.encode_state bytes: what the detector needs to go on
+        ("state", "String"),  # alerts.codec.encode_detector bytes: what the detector needs
         *VERSION,
     ),
     ("scenario", "touchpoint"),

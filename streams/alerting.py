@@ -11,20 +11,12 @@ import orjson
 import structlog
 
 from projections import schema
-from projections.alerts import (
-    AlertAction,
-    AlertEvent,
-    DetectorConfig,
-    FrictionDetector,
-    Observation,
-    ObservationKind,
-    alert_row,
-    decode_state,
-    detector_config,
-    encode_state,
-    observations_of,
-    slack_payload,
-)
+from projections.alerts.codec import decode_detector, encode_detector
+from projections.alerts.config import DetectorConfig, detector_config
+from projections.alerts.detector import FrictionDetector
+from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
+from projections.alerts.rows import alert_row, observations_of
+from projections.alerts.slack.message import slack_payload
 from projections.engine import RowBatch
 from projections.journeys import JourneyModel
 from streams.delivery import DeliveryAttempt, DeliveryJob, Outcome, RetryPolicy, WebhookDelivery, redact_url
@@ -140,7 +132,7 @@ class EmbeddedAlerting:
             if kept_with != self.settings_id or self.config.rule(touchpoint) is None:
                 log.warning("alerts.state_skipped", touchpoint=touchpoint, reason="alert settings changed")
                 continue
-            state = decode_state(raw.encode() if isinstance(raw, str) else raw)
+            state = decode_detector(raw.encode() if isinstance(raw, str) else raw)
             self.detector.states[touchpoint] = state
             self.detector.clock = max(self.detector.clock, state.clock)
             restored += 1
@@ -162,7 +154,7 @@ class EmbeddedAlerting:
                 if before.get(touchpoint) != state.clock:
                     batch.add(
                         schema.ALERT_STATE,
-                        (self.scenario, touchpoint, self.settings_id, encode_state(state).decode(),
+                        (self.scenario, touchpoint, self.settings_id, encode_detector(state).decode(),
                          max(0, state.clock), 0),
                     )  # fmt: skip
         return alerts

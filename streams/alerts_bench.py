@@ -7,14 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from projections.alerts import (
-    AlertAction,
-    AlertEvent,
-    DetectorConfig,
-    describe_settings,
-    detector_config,
-    encode_state,
-)
+from projections.alerts.codec import encode_detector
+from projections.alerts.config import DetectorConfig, describe_settings, detector_config
+from projections.alerts.model import AlertAction, AlertEvent
 from projections.engine import JourneyEngine, RowBatch
 from projections.journeys import JourneyModel
 from streams.alerting import EmbeddedAlerting
@@ -78,7 +73,7 @@ class _MeasuredAlerting(EmbeddedAlerting):
         alerts = super().process(batch, watermark)
         self.detector_seconds += time.perf_counter() - started
         for state in self.detector.states.values():
-            self.largest_state = max(self.largest_state, len(encode_state(state)))
+            self.largest_state = max(self.largest_state, len(encode_detector(state)))
         return alerts
 
 

@@ -106,7 +106,8 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     """touchpath alerts test TEAM."""
     import orjson  # noqa: PLC0415 -- light imports at the top
 
-    from projections.alerts import slack_payload, test_alert  # noqa: PLC0415
+    from projections.alerts.model import test_alert  # noqa: PLC0415
+    from projections.alerts.slack.message import slack_payload  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.delivery import (  # noqa: PLC0415
         DeliveryJob,

@@ -17,6 +17,7 @@ from streams.cli_common import (
     journeys_arg,
     open_existing_store,
     open_store,
+    print_figures,
     settings_of,
 )
 
@@ -176,10 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return settings_of(args)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """touchpath run."""
     import structlog  # noqa: PLC0415 -- see the module comment
@@ -189,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.embedded_run import print_summary, run_file  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath")
-    settings = _settings(args)
+    settings = settings_of(args)
     model = load_journeys(settings.journeys_path())
     with open_store(settings) as store:
         log.info("run.start", input=args.input, store=store.description, scenario=args.scenario)
@@ -226,7 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """touchpath demo."""
     from streams.demo import run_demo  # noqa: PLC0415 -- see the module comment
 
-    return run_demo(args, _settings(args))
+    return run_demo(args, settings_of(args))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -234,7 +231,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.definitions import load_journeys  # noqa: PLC0415 -- see the module comment
     from streams.simulator import SimulationConfig, simulate, truth_lines  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     model = load_journeys(settings.journeys_path())
     simulation = simulate(model, SimulationConfig(customers=args.customers, days=args.days, seed=args.seed))
     args.out.write_bytes(b"\n".join(simulation.lines) + b"\n")
@@ -277,7 +274,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     from streams.summary import render_table  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     parameters = _parse_params(args.param)
     with open_existing_store(settings) as store:
         guard = analyst_sql(settings, store)
@@ -315,19 +312,13 @@ def cmd_journeys(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """touchpath bench."""
-    import json  # noqa: PLC0415 -- see the module comment
-
     from streams.bench import bench_engine  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     model = load_journeys(settings.journeys_path())
     figures = bench_engine(model, args.events)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:40s} {value:,.1f}" if isinstance(value, float) else f"{key:40s} {value}")
+    print_figures(figures, as_json=args.json)
     return 0
 
 

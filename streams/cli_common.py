@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,16 +84,33 @@ def data_dir_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with --data-dir and --journeys applied."""
+def settings_of(args: argparse.Namespace, options: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment, with --data-dir, --journeys and the command's own `options`
+    (option dest -> setting name, e.g. {"port": "ingest_port"}) applied where they were given."""
     from streams.settings import Settings  # noqa: PLC0415 -- pydantic-settings only when a command runs
 
+    names = {"data_dir": "data_dir", "journeys": "journeys", **(options or {})}
     overrides: dict[str, Any] = {}
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "journeys", None) is not None:
-        overrides["journeys"] = args.journeys
+    for name, setting in names.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[setting] = value
     return Settings().model_copy(update=overrides)
+
+
+def print_figures(figures: Mapping[str, object], *, as_json: bool, digits: int = 1) -> None:
+    """A bench's figures: JSON, or one aligned `name value` line each (thousands separated, fractions
+    to `digits` places)."""
+    if as_json:
+        print(json.dumps(figures, indent=2, default=str))
+        return
+    width = max(map(len, figures), default=0)
+    for key, value in figures.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = str(value)
+        else:
+            text = f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
+        print(f"{key:{width}s} {text}")
 
 
 def has_store(data_dir: Path) -> bool:

@@ -9,9 +9,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from projections.journey_diff import ChangeKind, JourneyDiff
-from projections.journeys import JourneyModel
-from streams.compare import (
+from projections.diff.journeys import ChangeKind, JourneyDiff
+from projections.diff.scenarios import (
     Comparison,
     Conformance,
     ConformanceChange,
@@ -19,15 +18,21 @@ from streams.compare import (
     FrictionChange,
     InstanceView,
 )
-from streams.report import (
-    CSS,
-    KIND_COLOURS,
-    NO_STEP,
-    PLOTLY_CONFIG,
+from projections.ideal_path import ideal_transitions
+from projections.journeys import JourneyModel
+from streams.html_page import (
+    FigureEmbedder,
+    bar_rows_layout,
+    empty_figure,
     esc,
     html_table,
+    page_html,
+    write_page,
+)
+from streams.report import (
+    KIND_COLOURS,
+    NO_STEP,
     ideal_sequence_html,
-    ideal_transitions,
     sankey_figure,
     sankey_legend_html,
 )
@@ -58,33 +63,6 @@ details.flows > summary { cursor: pointer; font-size: 15px; margin: 10px 0; colo
 """
 
 
-def _empty(message: str, title: str, height: int = 220) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=esc(message), showarrow=False, font={"size": 15, "color": "#777"})
-    figure.update_layout(
-        title=title,
-        height=height,
-        xaxis={"visible": False},
-        yaxis={"visible": False},
-        template="plotly_white",
-    )
-    return figure
-
-
-class _Embedder:
-    """Figures as HTML fragments; plotly.js is inlined with the first one only (no network)."""
-
-    def __init__(self) -> None:
-        self.embedded = False
-
-    def __call__(self, figure: go.Figure) -> str:
-        fragment = figure.to_html(
-            full_html=False, include_plotlyjs=not self.embedded, config=PLOTLY_CONFIG, default_width="100%"
-        )
-        self.embedded = True
-        return f"<div class='figure'>{fragment}</div>"
-
-
 # ---- figures --------------------------------------------------------------------------------------
 
 
@@ -97,7 +75,7 @@ def conformance_figure(comparison: Comparison) -> go.Figure:
     title = "Conformance per persona and journey"
     rows = comparison.conformance
     if not rows:
-        return _empty("No journey instances in either scenario", title)
+        return empty_figure("No journey instances in either scenario", title, height=220)
     labels = [esc(f"{c.persona} · {c.journey}") for c in rows]
     figure = make_subplots(
         rows=1,
@@ -154,12 +132,12 @@ def deviation_steps_figure(comparison: Comparison, models: tuple[JourneyModel, J
     title = "Deviations per step: left bar base, right bar scenario, stacked by kind"
     deviations = [d for d in comparison.deviations if d.base or d.other]
     if not deviations:
-        return _empty("No deviations in either scenario", title)
+        return empty_figure("No deviations in either scenario", title, height=220)
     # Lead with what changed: personas whose deviation counts are the same in both are left out
     # (the page names them).
     changed = {d.persona for d in deviations if d.delta}
     if not changed:
-        return _empty("No step's deviation counts change", title)
+        return empty_figure("No step's deviation counts change", title, height=220)
     deviations = [d for d in deviations if d.persona in changed]
     personas = [p for p in models[1].personas if p in changed]
     personas += sorted(changed - set(personas))
@@ -213,7 +191,7 @@ def deviation_delta_figure(comparison: Comparison) -> go.Figure:
     title = f"Deviations that change most ({esc(comparison.other)} minus {esc(comparison.base)})"
     moved = [d for d in comparison.deviations if d.delta][:TOP_CHANGES]
     if not moved:
-        return _empty("No deviation count changes", title)
+        return empty_figure("No deviation count changes", title, height=220)
     moved.reverse()  # largest at the top
     labels = [esc(f"{d.persona} · {d.kind} · {d.step or NO_STEP} · {d.touchpoint}") for d in moved]
     figure = go.Figure(
@@ -272,7 +250,7 @@ def friction_figure(comparison: Comparison) -> go.Figure:
     title = "Friction by touchpoint whose friction changes (weighted signals)"
     rows = [f for f in comparison.friction if _friction_changed(f)]
     if not rows:
-        return _empty("Friction is the same at every touchpoint", title, height=160)
+        return empty_figure("Friction is the same at every touchpoint", title, height=160)
     rows = list(reversed(rows))  # heaviest at the top
     labels = [esc(f"{f.touchpoint} · {f.owner_team}") for f in rows]
     # Horizontal groups stack their first trace lowest: add the scenario first so base sits on top.
@@ -288,17 +266,9 @@ def friction_figure(comparison: Comparison) -> go.Figure:
                    hovertemplate="%{y}<br>weight %{x}<br>%{customdata:,} signals<extra></extra>"),
         ]
     )  # fmt: skip
-    figure.update_layout(
-        title=title,
-        barmode="group",
-        height=160 + 34 * len(rows),
-        template="plotly_white",
-        xaxis={"title": "friction weight"},
-        yaxis={"automargin": True},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        margin={"l": 10, "r": 10, "t": 70, "b": 50},
+    return bar_rows_layout(
+        figure, title, len(rows), "friction weight", barmode="group", row_height=34, top=70
     )
-    return figure
 
 
 def instance_changes_figure(comparison: Comparison) -> go.Figure:
@@ -306,7 +276,7 @@ def instance_changes_figure(comparison: Comparison) -> go.Figure:
     title = "Journey instances in both scenarios: status transitions and cost changes"
     changes = comparison.instances
     if not changes.transitions:
-        return _empty("No journey instance appears in both scenarios", title)
+        return empty_figure("No journey instance appears in both scenarios", title, height=220)
     figure = make_subplots(
         rows=1,
         cols=2,
@@ -373,7 +343,7 @@ def alerts_figure(comparison: Comparison) -> go.Figure:
     title = "Alerts per touchpoint"
     rows = [a for a in comparison.alerts or [] if a.base != a.other]
     if not rows:
-        return _empty("The same alerts per touchpoint in both scenarios", title, height=160)
+        return empty_figure("The same alerts per touchpoint in both scenarios", title, height=160)
     rows.reverse()
     labels = [esc(a.touchpoint or "(all)") for a in rows]
     figure = go.Figure(
@@ -384,11 +354,7 @@ def alerts_figure(comparison: Comparison) -> go.Figure:
                    marker_color=BASE_COLOUR, legendrank=1),
         ]
     )  # fmt: skip
-    figure.update_layout(
-        title=title, barmode="group", height=160 + 34 * len(rows), template="plotly_white",
-        yaxis={"automargin": True}, xaxis={"title": "alerts"},
-    )  # fmt: skip
-    return figure
+    return bar_rows_layout(figure, title, len(rows), "alerts", barmode="group", row_height=34, top=70)
 
 
 # ---- HTML pieces ----------------------------------------------------------------------------------
@@ -631,7 +597,7 @@ def flows_html(
     models: tuple[JourneyModel, JourneyModel],
     comparison: Comparison,
     diff: JourneyDiff,
-    embed: _Embedder,
+    embed: FigureEmbedder,
 ) -> str:
     """Per persona whose journey changed: the actual-vs-ideal flow of each design, one above the other."""
     names = (comparison.base, comparison.other)
@@ -669,7 +635,7 @@ def flows_html(
     return "".join(parts)
 
 
-def friction_html(comparison: Comparison, embed: _Embedder) -> str:
+def friction_html(comparison: Comparison, embed: FigureEmbedder) -> str:
     """The friction chart of the touchpoints whose friction changed, and a line naming the others."""
     same = [f"{f.touchpoint} {f.base_weight:,.1f}" for f in comparison.friction if not _friction_changed(f)]
     changed = any(_friction_changed(f) for f in comparison.friction)
@@ -683,7 +649,7 @@ def friction_html(comparison: Comparison, embed: _Embedder) -> str:
     return embed(friction_figure(comparison)) + unchanged_note("friction (weight per touchpoint)", same)
 
 
-def alerts_html(comparison: Comparison, embed: _Embedder) -> str:
+def alerts_html(comparison: Comparison, embed: FigureEmbedder) -> str:
     """The alerts chart of the touchpoints whose alert count changed, and a line naming the others."""
     alerts = comparison.alerts or []
     same = [f"{a.touchpoint or '(all)'} {a.base}" for a in alerts if a.base == a.other and a.base]
@@ -701,7 +667,7 @@ def compare_html(
     sources: tuple[str, str],
 ) -> str:
     """The whole comparison page as one self-contained HTML string."""
-    embed = _Embedder()
+    embed = FigureEmbedder()
     c = comparison
     names = (c.base, c.other)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -758,12 +724,7 @@ def compare_html(
         "compared).</p>",
         identity_html(c),
     ]
-    body = "\n".join(parts)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>touchpath compare — {esc(c.base)} vs {esc(c.other)}</title>"
-        f"<style>{CSS}{EXTRA_CSS}</style></head><body><main>\n{body}\n</main></body></html>\n"
-    )
+    return page_html(f"touchpath compare — {c.base} vs {c.other}", parts, EXTRA_CSS)
 
 
 def write_compare_report(
@@ -776,6 +737,4 @@ def write_compare_report(
     sources: tuple[str, str] = ("", ""),
 ) -> None:
     """Write the comparison as one offline HTML file."""
-    page = compare_html(store, comparison, models, diff, sources)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_page(path, compare_html(store, comparison, models, diff, sources))

@@ -14,7 +14,6 @@ from streams.cli_common import data_dir_arg, journeys_arg
 if TYPE_CHECKING:
     from projections.journeys import JourneyModel
     from streams.digest import TeamDigest
-    from streams.settings import Settings
     from streams.store import ClickHouseProjectionStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -167,25 +166,15 @@ def send_digest(digest: TeamDigest, model: JourneyModel, attempts: int = 3) -> t
     return len(delivered), len(destinations)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from streams.settings import Settings  # noqa: PLC0415
-
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "journeys", None) is not None:
-        overrides["journeys"] = args.journeys
-    return Settings().model_copy(update=overrides)
-
-
 def cmd_digest(args: argparse.Namespace) -> int:
     """touchpath digest."""
     from streams.cli_common import open_existing_store as open_store  # noqa: PLC0415
+    from streams.cli_common import settings_of  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
     from streams.digest import team_ids  # noqa: PLC0415
     from streams.digest_render import markdown  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     model = load_journeys(settings.journeys_path())
     teams = team_ids(model) if args.all else [args.team]
     if not args.all and model.registry.team(args.team) is None:

@@ -49,12 +49,10 @@ def register(groups: Any) -> None:
 def cmd_erase(args: argparse.Namespace) -> int:
     """touchpath erase."""
     from streams.cli_common import open_existing_store as open_store  # noqa: PLC0415
+    from streams.cli_common import settings_of  # noqa: PLC0415
     from streams.erasure import erase_customers, state_changelog  # noqa: PLC0415
-    from streams.settings import Settings  # noqa: PLC0415
 
-    settings = Settings()
-    if args.data_dir is not None:
-        settings = settings.model_copy(update={"data_dir": args.data_dir})
+    settings = settings_of(args)
     embedded = not settings.clickhouse_url
     with open_store(settings) as store:
         report = erase_customers(

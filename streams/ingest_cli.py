@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from events.errors import TouchpathError
-from streams.cli_common import data_dir_arg, journeys_arg
+from streams.cli_common import data_dir_arg, journeys_arg, print_figures, settings_of
 
 # Light at import: the parser of every command is built before any handler runs (streams.cli);
 # FastAPI, uvicorn, the Kafka SDK, pydantic models and chDB load inside the handlers.
@@ -87,20 +86,8 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
     journeys_arg(parser)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from streams.settings import Settings  # noqa: PLC0415 -- light imports at the top
-
-    overrides: dict[str, Any] = {}
-    for name, setting in (
-        ("host", "ingest_host"),
-        ("port", "ingest_port"),
-        ("journeys", "journeys"),
-        ("data_dir", "data_dir"),
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[setting] = value
-    return Settings().model_copy(update=overrides)
+# serve's --host and --port set the ingest_* settings.
+INGEST_OPTIONS = {"host": "ingest_host", "port": "ingest_port"}
 
 
 def _authenticator(settings: Settings, replay_store: ReplayStore | None = None) -> RequestAuthenticator:
@@ -212,7 +199,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from streams.topics import TopicNames, TopicPlan, ensure_topics  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath.ingest")
-    settings = _settings(args)
+    settings = settings_of(args, INGEST_OPTIONS)
     _authenticator(settings)  # refuse to start without keys before reaching Kafka
     limits, limiter = _limits(settings)
     model = load_journeys(settings.journeys_path())
@@ -264,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     log = structlog.get_logger("touchpath.ingest")
 
-    settings = _settings(args)
+    settings = settings_of(args, INGEST_OPTIONS)
     _authenticator(settings)  # refuse to start without keys before opening the store
     sql_keys = parse_keys(settings.sql_keys.get_secret_value(), "TOUCHPATH_SQL_KEYS")
     limits, limiter = _limits(settings)
@@ -352,14 +339,10 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
     from streams.ingest_bench import bench_ingest  # noqa: PLC0415 -- loads the simulator only when used
 
-    settings = _settings(args)
+    settings = settings_of(args, INGEST_OPTIONS)
     model = load_journeys(settings.journeys_path())
     figures = bench_ingest(
         model, args.events, batch=args.batch, concurrency=args.concurrency, rounds=args.rounds
     )
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:40s} {value:,.2f}" if isinstance(value, float) else f"{key:40s} {value}")
+    print_figures(figures, as_json=args.json, digits=2)
     return 0

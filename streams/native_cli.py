@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from streams.cli_common import CommandGroups
+from streams.cli_common import CommandGroups, print_figures, settings_of
 
 
 def cmd_bench_native(args: argparse.Namespace) -> int:
     """touchpath bench native."""
     from streams.definitions import load_journeys  # noqa: PLC0415 -- keeps `touchpath --help` light
-    from streams.settings import Settings  # noqa: PLC0415
 
-    overrides = {"journeys": args.journeys} if args.journeys is not None else {}
-    model = load_journeys(Settings().model_copy(update=overrides).journeys_path())
+    model = load_journeys(settings_of(args).journeys_path())
     from streams.native_bench import bench_native  # noqa: PLC0415 -- keeps `touchpath --help` light
 
     figures = bench_native(model, args.events)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:48s} {value:,}" if isinstance(value, int | float) else f"{key:48s} {value}")
+    print_figures(figures, as_json=args.json)
     return 0
 
 

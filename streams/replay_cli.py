@@ -15,6 +15,7 @@ from streams.cli_common import (
     journeys_arg,
     open_existing_store,
     open_store,
+    print_figures,
     require_store,
     settings_of,
 )
@@ -24,12 +25,7 @@ from streams.cli_common import (
 if TYPE_CHECKING:
     from projections.journeys import JourneyModel
     from streams.replay import WouldBeAlerts
-    from streams.settings import Settings
     from streams.store import ClickHouseProjectionStore
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return settings_of(args)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +54,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.scenarios import LIVE  # noqa: PLC0415
     from streams.topics import TOUCHPOINTS  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     if args.source != "kafka":
         require_store(settings)  # it reads the live scenario's events: refuse an empty data dir first
     model = load_journeys(args.journeys)
@@ -124,11 +120,11 @@ def _scenario_model(
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """touchpath compare."""
-    from projections.journey_diff import diff_models  # noqa: PLC0415
+    from projections.diff.journeys import diff_models  # noqa: PLC0415
     from streams.compare import compare_scenarios, render_text  # noqa: PLC0415
     from streams.scenarios import check_name, run_record  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_of(args)
     check_name(args.base)
     check_name(args.scenario)
     with open_existing_store(settings) as store:
@@ -172,7 +168,7 @@ def cmd_scenarios_list(args: argparse.Namespace) -> int:
     from streams.scenarios import list_scenarios  # noqa: PLC0415
     from streams.summary import render_table  # noqa: PLC0415
 
-    with open_existing_store(_settings(args)) as store:
+    with open_existing_store(settings_of(args)) as store:
         scenarios = list_scenarios(store)
     if args.json:
         _print_json([info.as_dict() for info in scenarios])
@@ -211,7 +207,7 @@ def cmd_scenarios_drop(args: argparse.Namespace) -> int:
     """touchpath scenarios drop."""
     from streams.scenarios import drop_scenario  # noqa: PLC0415
 
-    with open_existing_store(_settings(args)) as store:
+    with open_existing_store(settings_of(args)) as store:
         tables = drop_scenario(store, args.name)
     print(f"dropped scenario '{args.name}' from {len(tables)} tables: {', '.join(tables)}")
     return 0
@@ -222,7 +218,7 @@ def cmd_scenarios_drop(args: argparse.Namespace) -> int:
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     """touchpath journeys diff."""
-    from projections.journey_diff import diff_models, render_diff  # noqa: PLC0415
+    from projections.diff.journeys import diff_models, render_diff  # noqa: PLC0415
     from streams.definitions import load_journeys  # noqa: PLC0415
 
     old, new = load_journeys(args.old), load_journeys(args.new)
@@ -244,7 +240,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
     from streams.replay_bench import bench_replay  # noqa: PLC0415
     from streams.store import ClickHouseProjectionStore  # noqa: PLC0415
 
-    model = load_journeys(_settings(args).journeys_path())
+    model = load_journeys(settings_of(args).journeys_path())
     with tempfile.TemporaryDirectory(prefix="touchpath-bench-replay-") as tmp:
         store = ClickHouseProjectionStore.embedded(Path(tmp))
         try:
@@ -252,11 +248,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
             figures = bench_replay(store, model, args.events, workers=args.workers)
         finally:
             store.close()
-    if args.json:
-        _print_json(figures)
-    else:
-        for key, value in figures.items():
-            print(f"{key:34s} {value:,.1f}" if isinstance(value, float) else f"{key:34s} {value}")
+    print_figures(figures, as_json=args.json)
     return 0
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import html
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +12,22 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from projections.durations import format_duration
+from projections.ideal_path import ideal_ends, ideal_transitions
 from projections.journeys import Journey, JourneyModel, Step
+from streams.html_page import (
+    FigureEmbedder,
+    bar_rows_layout,
+    empty_figure,
+    esc,
+    html_table,
+    page_html,
+    write_page,
+)
 from streams.report_alerts import alerts_html
 from streams.store import ClickHouseProjectionStore
 from streams.summary import summarise
+from streams.survey_report import survey_conformance_html
 
 SANKEY_POSITIONS = 8
 NO_STEP = "(not a step)"  # deviations of touchpoints outside the journey name no step
@@ -46,7 +57,6 @@ END_NODES = {
     "in_progress": ("in progress", "#bab0ac"),
 }
 LABEL_HALO = "1px 1px 2px #fff, -1px -1px 2px #fff, 1px -1px 2px #fff, -1px 1px 2px #fff"
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 COUNTS_SQL = """SELECT
   (SELECT count() FROM touchpoint_events FINAL WHERE scenario = {scenario:String}) AS events,
@@ -106,68 +116,12 @@ QUARANTINE_SQL = """SELECT reason, count() AS lines,
 FROM bad_events FINAL WHERE scenario = {scenario:String}
 GROUP BY reason ORDER BY lines DESC, reason"""
 
-CSS = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; color: #222;
-       background: #f6f7f9; }
-main { max-width: 1320px; margin: 0 auto; padding: 16px 28px 48px; }
-h1 { margin: 8px 0 4px; font-size: 26px; }
-h2 { margin: 36px 0 6px; font-size: 20px; border-bottom: 2px solid #d9dde3; padding-bottom: 4px; }
-h3 { margin: 22px 0 4px; font-size: 17px; }
-p.note { color: #555; margin: 4px 0 8px; font-size: 14px; max-width: 1100px; }
-.meta { color: #555; font-size: 14px; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0; }
-.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 16px;
-        min-width: 150px; }
-.card b { display: block; font-size: 24px; }
-.card span { color: #555; font-size: 13px; }
-table { border-collapse: collapse; background: #fff; font-size: 14px; margin: 6px 0 10px; }
-th, td { border: 1px solid #dde1e6; padding: 5px 10px; text-align: left; vertical-align: top; }
-th { background: #eef0f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.summary { max-width: 560px; font-size: 13px; }
-.figure { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 6px; margin: 8px 0; }
-ol.ideal { display: flex; flex-wrap: wrap; gap: 6px; list-style: none; padding: 0; margin: 6px 0; }
-ol.ideal li { background: #e3f2f0; border: 1px solid #9fd3cc; border-radius: 14px; padding: 3px 10px;
-              font-size: 13px; }
-ol.ideal li.optional { background: #fff; border-style: dashed; }
-ol.ideal li.goal { border-width: 2px; border-color: #2a9d8f; font-weight: 600; }
-.legend span { display: inline-block; margin-right: 14px; font-size: 13px; }
-.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 4px;
-          vertical-align: -1px; }
-"""
-
-
-def esc(value: object) -> str:
-    """Any value as escaped HTML text (None as empty)."""
-    return "" if value is None else html.escape(str(value), quote=True)
-
 
 def _rows(
     store: ClickHouseProjectionStore, sql: str, scenario: str, **params: object
 ) -> list[tuple[Any, ...]]:
     _, rows = store.query(sql, {"scenario": scenario, **params})
     return rows
-
-
-def _empty_figure(message: str, title: str, height: int = 260) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font={"size": 16, "color": "#777"})
-    figure.update_layout(
-        title=title,
-        height=height,
-        xaxis={"visible": False},
-        yaxis={"visible": False},
-        template="plotly_white",
-    )
-    return figure
-
-
-def format_duration(ms: int) -> str:
-    """A duration in the largest whole unit: 10m, 1h, 2d (else seconds)."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
 
 
 def _amount(value: float) -> str:
@@ -205,23 +159,6 @@ def scenario_counts(store: ClickHouseProjectionStore, scenario: str) -> Counts:
     )
 
 
-def html_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """An escaped HTML table; numbers are right-aligned."""
-    head = "".join(f"<th>{esc(column)}</th>" for column in columns)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{esc(value)}</td>'
-            if isinstance(value, int | float)
-            else f"<td>{esc(value)}</td>"
-            for value in row
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def header_html(store: ClickHouseProjectionStore, counts: Counts, scenario: str) -> str:
     """Title, headline counts and the conformance-per-persona table."""
     span = (
@@ -253,30 +190,6 @@ def header_html(store: ClickHouseProjectionStore, counts: Counts, scenario: str)
 
 
 # ---- actual vs ideal path (Sankey) --------------------------------------------------------------
-
-
-def ideal_transitions(journey: Journey) -> set[tuple[str, str]]:
-    """Touchpoint pairs the ideal journey allows back to back (skipping optional steps, repeating)."""
-    pairs: set[tuple[str, str]] = set()
-    steps = journey.steps
-    for i, step in enumerate(steps):
-        if step.repeatable:
-            pairs |= {(a, b) for a in step.touchpoints for b in step.touchpoints}
-        for later in steps[i + 1 :]:
-            pairs |= {(a, b) for a in step.touchpoints for b in later.touchpoints}
-            if not later.optional:
-                break
-    return pairs
-
-
-def ideal_ends(journey: Journey) -> set[str]:
-    """Touchpoints an ideal path may end with: the last required step and any optional steps after it."""
-    ends: set[str] = set()
-    for step in reversed(journey.steps):
-        ends |= step.touchpoints
-        if not step.optional:
-            break
-    return ends
 
 
 def _step_html(step: Step) -> str:
@@ -435,7 +348,7 @@ def sankey_figure(
     rows = _rows(store, SANKEY_SQL, scenario, persona=persona, positions=positions)
     title = f"Actual paths of {esc(persona)} — first {positions} touchpoints of each journey instance"
     if not rows:
-        return _empty_figure(f"No journey instances for {persona}", title)
+        return empty_figure(f"No journey instances for {persona}", title)
     journeys = model.by_persona.get(persona, ())
     builder = _SankeyBuilder(model, journeys, positions)
     for position, source, target, instances in sorted(rows):
@@ -500,7 +413,7 @@ def friction_heatmap_figure(
     title = "Friction by touchpoint and hour of day (UTC), weighted signals"
     rows = _rows(store, FRICTION_SQL, scenario)
     if not rows:
-        return _empty_figure("No friction signals", title)
+        return empty_figure("No friction signals", title)
     weight: dict[str, list[float]] = defaultdict(lambda: [0.0] * 24)
     signals: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
     for touchpoint, team, hour, total, count in rows:
@@ -548,7 +461,7 @@ def deviation_figure(
     title = "Deviations per journey step, by kind"
     rows = _rows(store, DEVIATIONS_SQL, scenario)
     if not rows:
-        return _empty_figure("No deviations", title)
+        return empty_figure("No deviations", title)
     personas = [p for p in model.personas if any(row[0] == p for row in rows)]
     personas += sorted({row[0] for row in rows} - set(personas))
     costly = {row[2] for row in rows if row[4] > 0}
@@ -600,7 +513,7 @@ def support_drivers_figure(
     title = "Support-contact drivers: upstream touchpoint, by attribution rule"
     rows = _rows(store, SUPPORT_SQL, scenario)
     if not rows:
-        return _empty_figure("No support contacts", title)
+        return empty_figure("No support contacts", title)
     totals: dict[str, int] = defaultdict(int)
     counts: dict[tuple[str, str], int] = {}
     for upstream, team, rule, contacts in rows:
@@ -623,17 +536,7 @@ def support_drivers_figure(
             for rule in rules
         ]
     )
-    figure.update_layout(
-        title=title,
-        barmode="stack",
-        height=160 + 26 * len(labels),
-        template="plotly_white",
-        xaxis={"title": "support contacts"},
-        yaxis={"automargin": True},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        margin={"l": 10, "r": 10, "t": 80, "b": 50},
-    )
-    return figure
+    return bar_rows_layout(figure, title, len(labels), "support contacts")
 
 
 # ---- delight ------------------------------------------------------------------------------------
@@ -646,7 +549,7 @@ def delight_figure(
     title = "Delight: positive surveys by touchpoint and by associate"
     touchpoints = _rows(store, DELIGHT_TOUCHPOINTS_SQL, scenario)
     if not touchpoints:
-        return _empty_figure("No positive surveys", title)
+        return empty_figure("No positive surveys", title)
     associates = _rows(store, DELIGHT_ASSOCIATES_SQL, scenario, limit=TOP_ASSOCIATES)
     figure = make_subplots(
         rows=1,
@@ -736,22 +639,8 @@ def quarantine_html(store: ClickHouseProjectionStore, scenario: str = "live") ->
 # ---- the page -----------------------------------------------------------------------------------
 
 
-class _Embedder:
-    """Renders figures as HTML fragments, embedding plotly.js inline with the first one only."""
-
-    def __init__(self) -> None:
-        self.embedded = False
-
-    def __call__(self, figure: go.Figure) -> str:
-        fragment = figure.to_html(
-            full_html=False, include_plotlyjs=not self.embedded, config=PLOTLY_CONFIG, default_width="100%"
-        )
-        self.embedded = True
-        return f"<div class='figure'>{fragment}</div>"
-
-
 def persona_section(
-    store: ClickHouseProjectionStore, model: JourneyModel, persona: str, scenario: str, embed: _Embedder
+    store: ClickHouseProjectionStore, model: JourneyModel, persona: str, scenario: str, embed: FigureEmbedder
 ) -> str:
     """One persona: its description, ideal step sequence(s) and the path Sankey."""
     described = {p.id: p.description for p in model.document.personas}
@@ -765,9 +654,7 @@ def persona_section(
 
 def report_html(store: ClickHouseProjectionStore, model: JourneyModel, scenario: str = "live") -> str:
     """The whole report page as one self-contained HTML string."""
-    from streams.survey_report import survey_conformance_html  # noqa: PLC0415 -- it imports this module
-
-    embed = _Embedder()
+    embed = FigureEmbedder()
     counts = scenario_counts(store, scenario)
     parts = [
         header_html(store, counts, scenario),
@@ -803,18 +690,11 @@ def report_html(store: ClickHouseProjectionStore, model: JourneyModel, scenario:
         "<h2>Quarantined input</h2>",
         quarantine_html(store, scenario),
     ]
-    body = "\n".join(parts)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>touchpath report — {esc(scenario)}</title><style>{CSS}</style></head>"
-        f"<body><main>\n{body}\n</main></body></html>\n"
-    )
+    return page_html(f"touchpath report — {scenario}", parts)
 
 
 def write_report(
     store: ClickHouseProjectionStore, model: JourneyModel, path: Path, scenario: str = "live"
 ) -> None:
     """Write the scenario's report as one offline HTML file (plotly.js embedded once, no CDN)."""
-    page = report_html(store, model, scenario)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_page(path, report_html(store, model, scenario))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING
+
+from streams.cli_common import print_figures, settings_of
 
 if TYPE_CHECKING:
     from streams.cli_common import CommandGroups
@@ -29,14 +30,9 @@ def register(groups: CommandGroups) -> None:
 def cmd_bench_sql(args: argparse.Namespace) -> int:
     """touchpath bench sql."""
     from streams.definitions import load_journeys  # noqa: PLC0415 -- keeps `touchpath --help` light
-    from streams.settings import Settings  # noqa: PLC0415
     from streams.sql_bench import bench_sql  # noqa: PLC0415
 
-    model = load_journeys(Settings().journeys_path())
+    model = load_journeys(settings_of(args).journeys_path())
     figures = bench_sql(model, args.requests, args.batch, args.sql_clients, args.sql_timeout)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:32s} {value}")
+    print_figures(figures, as_json=args.json)
     return 0

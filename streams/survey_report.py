@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streams.report import esc, html_table
+from streams.html_page import esc, html_table
 from streams.store import ClickHouseProjectionStore
 
 SQL = """SELECT survey_kind, persona, journey_id, journey_version, comparison, deviation_kind, step, grp,

@@ -9,21 +9,17 @@ import orjson
 import structlog
 
 from projections import schema
-from projections.alert_holdback import (
+from projections.alerts.config import detector_config
+from projections.alerts.holdback import (
     HeldDetector,
     decode_observations,
     decode_record,
     encode_observations,
     encode_record,
 )
-from projections.alerts import (
-    AlertEvent,
-    Observation,
-    alert_row,
-    detector_config,
-    observations_of,
-    slack_payload,
-)
+from projections.alerts.model import AlertEvent, Observation
+from projections.alerts.rows import alert_row, observations_of
+from projections.alerts.slack.message import slack_payload
 from projections.journeys import JourneyModel
 from streams.alerting import attempt_row, delivered_before, destination_id
 from streams.delivery import DeliveryJob, WebhookDelivery

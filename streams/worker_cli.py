@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from streams.cli_common import data_dir_arg, journeys_arg
+from streams.cli_common import data_dir_arg, journeys_arg, print_figures, settings_of
 
 # Light at import: the parser of every command is built before any handler runs (streams.cli).
 
@@ -48,30 +47,20 @@ def register(groups: Any) -> None:
 def cmd_bench_stream(args: argparse.Namespace) -> int:
     """touchpath bench stream."""
     from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
-    from streams.settings import Settings  # noqa: PLC0415
     from streams.stream_bench import bench_stream  # noqa: PLC0415 -- loads kafka only when asked
 
-    settings = Settings()
-    figures = bench_stream(load_journeys(settings.journeys_path()), args.events)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:32s} {value}")
+    figures = bench_stream(load_journeys(settings_of(args).journeys_path()), args.events)
+    print_figures(figures, as_json=args.json)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """touchpath worker."""
     from streams.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
-    from streams.settings import Settings  # noqa: PLC0415
 
-    overrides: dict[str, Any] = {}
-    for name in ("bootstrap", "data_dir", "journeys", "partitions", "web_port"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides["kafka_bootstrap" if name == "bootstrap" else name] = value
-    settings = Settings().model_copy(update=overrides)
+    settings = settings_of(
+        args, {"bootstrap": "kafka_bootstrap", "partitions": "partitions", "web_port": "web_port"}
+    )
     from streams.worker import run_worker  # noqa: PLC0415 -- faust loads only for this command
 
     run_worker(settings, load_journeys(settings.journeys_path()), settings.web_port)

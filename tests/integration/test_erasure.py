@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from projections.alerts import decode_state
+from projections.alerts.codec import decode_detector
 from streams.cli import main
 from streams.erasure import files_containing
 from streams.settings import example_journeys
@@ -130,7 +130,7 @@ def test_erase_leaves_no_trace_of_the_customer_and_everyone_else_unchanged(
     assert audit[1]["bad_events"] == 2
     assert audit[1]["spool_lines"] == 1
     for (state,) in _store_rows(data_dir, "SELECT state FROM alert_state FINAL"):
-        decode_state(state.encode() if isinstance(state, str) else state)  # still a valid detector state
+        decode_detector(state.encode() if isinstance(state, str) else state)  # still a valid detector state
     spooled = b"".join(path.read_bytes() for path in sorted(spool.glob("*.jsonl")))
     assert spooled.split(b"\n")[:-1] == others_spooled
 

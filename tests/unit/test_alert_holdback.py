@@ -5,8 +5,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-from projections.alert_holdback import HeldDetector, TouchpointRecord, decode_record, encode_record
-from projections.alerts import AlertAction, AlertEvent, FrictionDetector, Observation, detector_config
+from projections.alerts.config import detector_config
+from projections.alerts.detector import FrictionDetector
+from projections.alerts.holdback import HeldDetector, TouchpointRecord, decode_record, encode_record
+from projections.alerts.model import AlertAction, AlertEvent, Observation
 from projections.journeys import JourneyModel
 from tests.unit.test_alerts import CHECKOUT, T0, W, spike_story
 

@@ -9,26 +9,14 @@ import pytest
 from events.codec import decode_event
 from events.errors import DefinitionError
 from projections import schema
-from projections.alerts import (
-    AlertAction,
-    AlertEvent,
-    DetectorConfig,
-    FrictionDetector,
-    Observation,
-    ObservationKind,
-    TouchpointWindowState,
-    advance,
-    decode_observation,
-    decode_state,
-    detector_config,
-    encode_observation,
-    encode_state,
-    new_state,
-    observations_of,
-    observe,
-    poisson_sigma,
-    slack_payload,
-)
+from projections.alerts.codec import decode_detector, decode_observation, encode_detector, encode_observation
+from projections.alerts.config import DetectorConfig, detector_config
+from projections.alerts.detector import FrictionDetector, advance, observe, poisson_sigma
+from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
+from projections.alerts.model import test_alert as labelled_test_alert  # not a test: aliased for pytest
+from projections.alerts.rows import alert_row, observations_of
+from projections.alerts.slack.message import slack_payload
+from projections.alerts.state import TouchpointWindowState, new_state
 from projections.engine import JourneyEngine
 from projections.journeys import AlertSettings, JourneyModel, parse_definitions
 from streams.settings import example_journeys
@@ -181,12 +169,12 @@ def test_state_survives_encode_and_decode_mid_incident_without_a_duplicate(model
     cut = next(i for i, item in enumerate(story) if item.ts >= T0 + 75 * W)
     state = new_state(CHECKOUT)
     before = fold(state, story[:cut])
-    restored = decode_state(encode_state(state))
+    restored = decode_detector(encode_detector(state))
     redelivered = [item for item in story[cut - 40 : cut] if item.kind is ObservationKind.FRICTION]
     after = fold(restored, redelivered + story[cut:])
     assert [alert.action for alert in before] == [AlertAction.OPEN]
     assert [alert.alert_id for alert in before + after] == [alert.alert_id for alert in straight]
-    assert encode_state(decode_state(encode_state(restored))) == encode_state(restored)
+    assert encode_detector(decode_detector(encode_detector(restored))) == encode_detector(restored)
 
 
 def test_observations_survive_their_wire_form() -> None:
@@ -280,9 +268,9 @@ def test_time_only_moves_forward_by_advance(model: JourneyModel) -> None:
     config = detector_config(model)
     state = new_state(CHECKOUT)
     advance(state, T0 + 10 * W, config)
-    before = encode_state(state)
+    before = encode_detector(state)
     assert advance(state, T0, config) == (state, [])
-    assert encode_state(state) == before
+    assert encode_detector(state) == before
 
 
 def test_poisson_sigma_grows_with_surprise() -> None:
@@ -315,3 +303,16 @@ def test_a_window_that_does_not_divide_a_day_is_refused() -> None:
     """Seasonal baselines compare the same time of day, so windows must tile a day."""
     with pytest.raises(ValueError, match="divide a day"):
         AlertSettings(window="7m")
+
+
+def test_an_alert_row_puts_each_value_under_its_column() -> None:
+    """The alerts table row is built by column name: a reader of the table sees the alert's values."""
+    alert = labelled_test_alert("web.checkout", "ecommerce", T0)
+    row = dict(zip(schema.ALERTS.column_names, alert_row(alert, "live"), strict=True))
+    assert row["scenario"] == "live"
+    assert row["action"] == "test"
+    assert row["owner_team"] == "ecommerce"
+    assert row["detected_at"] == T0
+    assert row["summary"] == alert.summary()
+    with pytest.raises(ValueError, match=r"missing \['summary'\], unknown \['note'\]"):
+        schema.ALERTS.row(**{**{name: row[name] for name in row if name != "summary"}, "note": "x"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.compare import (
+from projections.diff.scenarios import (
     InstanceChanges,
     ScenarioFigures,
     TableIdentity,
@@ -12,8 +12,8 @@ from streams.compare import (
     compare_figures,
     compare_friction,
     customer_changes,
-    render_text,
 )
+from streams.compare import render_text
 
 CONFORMANCE = [
     ("online_buyer", "online_purchase", [1], 100, 75, 0.9691, 90, 8),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from test_compare import CONFORMANCE, DEVIATIONS, FRICTION, figures
 
+from projections.diff.scenarios import Comparison, InstanceChanges, TableIdentity, compare_figures
 from projections.journeys import JourneyModel
-from streams.compare import Comparison, InstanceChanges, TableIdentity, compare_figures
 from streams.compare_report import (
-    _Embedder,
     cards_html,
     conformance_figure,
     deviation_delta_figure,
@@ -15,6 +14,7 @@ from streams.compare_report import (
     friction_html,
     identity_html,
 )
+from streams.html_page import FigureEmbedder
 from streams.report import node_label
 
 
@@ -80,7 +80,7 @@ def test_step_chart_leaves_out_personas_without_changes(model: JourneyModel) -> 
 
 def test_unchanged_friction_is_one_line_not_a_chart() -> None:
     """When no touchpoint's friction changes, the page says so with the figures, without a chart."""
-    html = friction_html(_redesign(), _Embedder())
+    html = friction_html(_redesign(), FigureEmbedder())
     assert "<div class='figure'>" not in html
     assert "Friction by touchpoint (weighted signals) is the same in both scenarios" in html
     assert "web.checkout 52.5, store.purchase 11.0" in html

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from projections.journey_diff import ChangeKind, diff_models, render_diff
+from projections.diff.journeys import ChangeKind, diff_models, render_diff
 from projections.journeys import JourneyModel, parse_definitions
 from streams.cli import main
 from streams.settings import example_journeys

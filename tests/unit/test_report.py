@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
 from projections.engine import JourneyEngine
+from projections.ideal_path import ideal_ends, ideal_transitions
 from streams.definitions import load_journeys
-from streams.report import ideal_ends, ideal_transitions, write_report
+from streams.report import ideal_sequence_html, write_report
 from streams.runner import EmbeddedRunner
 from streams.settings import example_journeys
 from streams.store import ClickHouseProjectionStore
@@ -105,3 +107,18 @@ def test_ideal_transitions_allow_skipping_optional_steps_and_repeating() -> None
     assert ("web.cart", "web.product_page") not in allowed  # going back
     assert ("web.product_page", "web.checkout") not in allowed  # skips the required cart
     assert ideal_ends(journey) == {"email.order_confirmation", "email.csat_survey"}
+
+
+def test_step_budgets_read_as_in_journey_files_in_the_ideal_sequence() -> None:
+    journey = next(j for j in MODEL.journeys if j.id == "online_purchase")
+    shown = ideal_sequence_html(journey)
+    assert "within 2d" in shown  # cart
+    assert "within 1h" in shown  # checkout
+    assert "within 10m" in shown  # confirmation
+    # An uneven budget reads in its two largest units (as deviations and journey diffs write it),
+    # not as fractional seconds; a whole week reads as one week.
+    steps = [replace(step, within_ms=466_370) if step.name == "cart" else step for step in journey.steps]
+    steps = [replace(step, within_ms=604_800_000) if step.name == "checkout" else step for step in steps]
+    shown = ideal_sequence_html(replace(journey, steps=tuple(steps)))
+    assert "within 7m46s" in shown
+    assert "within 1w" in shown

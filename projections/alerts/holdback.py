@@ -7,19 +7,11 @@ from typing import Any
 
 import orjson
 
-from projections.alerts import (
-    NEVER,
-    AlertAction,
-    AlertEvent,
-    DetectorConfig,
-    FrictionDetector,
-    Observation,
-    TouchpointWindowState,
-    decode_observation,
-    decode_state,
-    encode_observation,
-    encode_state,
-)
+from projections.alerts.codec import decode_detector, decode_observation, encode_detector, encode_observation
+from projections.alerts.config import DetectorConfig
+from projections.alerts.detector import FrictionDetector
+from projections.alerts.model import NEVER, AlertAction, AlertEvent, Observation
+from projections.alerts.state import TouchpointWindowState
 
 
 @dataclass(slots=True)
@@ -124,7 +116,7 @@ def encode_record(record: TouchpointRecord) -> bytes:
     return orjson.dumps(
         [
             record.applied,
-            orjson.Fragment(encode_state(record.state)),
+            orjson.Fragment(encode_detector(record.state)),
             [orjson.Fragment(encode_observation(observation)) for observation in record.pending],
             [encode_alert(alert) for alert in record.outbox],
         ]
@@ -145,7 +137,7 @@ def decode_record(raw: bytes) -> TouchpointRecord:
     """A record from encode_record's bytes."""
     applied, state, pending, outbox = orjson.loads(raw)
     return TouchpointRecord(
-        decode_state(orjson.dumps(state)),
+        decode_detector(orjson.dumps(state)),
         [decode_observation(orjson.dumps(item)) for item in pending],
         applied,
         [decode_alert(item) for item in outbox],

@@ -1,0 +1,1 @@
+"""Alert messages for Slack."""

@@ -1,0 +1,1 @@
+"""Differences: between two journey designs and between two scenarios' projections."""
