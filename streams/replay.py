@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 
-from events.codec import check_event
-from events.errors import Rejection, TouchpathError
+from events.errors import TouchpathError
 from events.model import TouchpointEvent
 from projections import schema
 from projections.engine import JourneyEngine, Row, RowBatch
+from projections.intake import Intake, quarantine_row
 from projections.journeys import JourneyModel, parse_definitions
 from projections.occurrence import Occurrence
 from streams import arrow_rows
@@ -242,14 +242,8 @@ class ChunkReplayer:
         recorded = {"event_id": event_id, "customer_id": customer, "occurred_ms": stamp,
                     "channel": channel, "touchpoint": touchpoint}  # fmt: skip
         raw = orjson.dumps(recorded if persona is None else {**recorded, "persona": persona})
-        return (
-            self.scenario,
-            f"touchpoint_events/{customer}",
-            position,
-            rejection.reason.value,
-            rejection.field,
-            rejection.detail,
-            raw.decode(),
+        return quarantine_row(
+            self.scenario, f"touchpoint_events/{customer}", position, rejection, raw.decode()
         )
 
 
@@ -658,9 +652,10 @@ def replay_from_kafka(
         progress = progress or Progress(f"replay of {topic} into {scenario}", total=total)
         progress.total = total
         engine = JourneyEngine(model, scenario)
+        # History: no future bound; stream time per partition, as the live workers measure lateness.
+        intake = Intake(engine, raw_as_text=True)
         writer = RowWriter(store)
         quarantine: list[Row] = []
-        stream_time: dict[int, int] = {}
         read = since_drain = 0
         idle_since = time.monotonic()
         remaining = {tp for tp in partitions if begin[tp] < stop[tp]}
@@ -688,20 +683,10 @@ def replay_from_kafka(
                         continue
                     stats.events += 1
                     since_drain += 1
-                    decoded = check_event(record.value or b"")
-                    if isinstance(decoded, Rejection):
-                        engine.count_bad()
-                        rejection: Rejection | None = decoded
-                    else:
-                        latest = max(stream_time.get(tp.partition, decoded.occurred_ms), decoded.occurred_ms)
-                        stream_time[tp.partition] = latest
-                        rejection = engine.accept(decoded, stream_time=latest)
-                    if rejection is not None:
+                    verdict = intake.offer(record.value or b"", source, record.offset, tp.partition)
+                    if verdict.quarantine is not None:
                         stats.quarantined += 1
-                        quarantine.append(
-                            (scenario, source, record.offset, rejection.reason.value, rejection.field,
-                             rejection.detail, (record.value or b"").decode("utf-8", "replace"))
-                        )  # fmt: skip
+                        quarantine.append(verdict.quarantine)
                 if consumer.position(tp) >= stop[tp] or (records and records[-1].offset + 1 >= stop[tp]):
                     remaining.discard(tp)
                     consumer.pause(tp)

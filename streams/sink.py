@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 
-from events.errors import Rejection
+from events.errors import BadReason, Rejection
 from projections import schema
 from projections.engine import CustomerUpdate, Row
+from projections.intake import quarantine_row
 from streams.store import ClickHouseProjectionStore
 
 TABLES = {table.name: table for table in schema.TABLES}
@@ -52,6 +53,16 @@ def bad_headers(rejection: Rejection, topic: str, partition: int, offset: int) -
         ("source", f"{topic}/{partition}".encode()),
         ("offset", str(offset).encode()),
     ]
+
+
+def rejection_of(headers: Mapping[str, bytes]) -> Rejection:
+    """The rejection that bad_headers() wrote into a quarantined message's headers."""
+    text, detail = headers["reason"].decode(), headers.get("detail", b"").decode()
+    try:
+        reason = BadReason(text)
+    except ValueError:  # written by a newer worker: keep the message, say what it was
+        reason, detail = BadReason.SCHEMA_VIOLATION, f"{text}: {detail}"
+    return Rejection(reason, detail, headers.get("field", b"").decode() or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +133,9 @@ class ProjectionSink:
     def _rows_of(self, message: Delivered, source_ts: list[int]) -> Iterable[tuple[str, list[Row]]]:
         if "reason" in message.headers:
             headers = message.headers
-            field_name = headers.get("field", b"").decode() or None
-            row: Row = (
-                self.scenario,
-                headers.get("source", b"").decode(),
-                int(headers.get("offset", b"0")),
-                headers["reason"].decode(),
-                field_name,
-                headers.get("detail", b"").decode(),
-                message.value,
+            source = headers.get("source", b"").decode()
+            row = quarantine_row(
+                self.scenario, source, int(headers.get("offset", b"0")), rejection_of(headers), message.value
             )
             yield schema.BAD_EVENTS.name, [row]
             return

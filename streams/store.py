@@ -242,6 +242,17 @@ class ClickHouseProjectionStore:
 
         return GuardedSQL(session, limits, sessions)
 
+    def stored_event_ids(self, scenario: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids the scenario's touchpoint_events holds already."""
+        if not event_ids:
+            return set()
+        _, rows = self.query(
+            "SELECT event_id FROM touchpoint_events WHERE scenario = {scenario:String} "
+            "AND event_id IN {ids:Array(String)}",
+            {"scenario": scenario, "ids": sorted(set(event_ids))},
+        )
+        return {str(row[0]) for row in rows}
+
     def scalar(self, sql: str, parameters: dict[str, object] | None = None) -> Any:
         """The first value of the first row."""
         _, rows = self.query(sql, parameters)
