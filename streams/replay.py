@@ -317,18 +317,8 @@ class RowWriter:
                 self._arrow[name] = []
         for name, rows in list(self._plain.items()):
             if rows and (force or len(rows) >= self.flush_rows):
-                table = self._tables[name]
-                try:
-                    self.store.client.insert(
-                        name,
-                        [list(column) for column in zip(*rows, strict=True)],
-                        column_names=list(table.column_names),
-                        column_oriented=True,
-                        settings=write_settings(name),
-                    )
-                except Exception as error:
-                    msg = f"insert of {len(rows)} rows into {name} failed: {error}"
-                    raise StoreError(msg) from error
+                token = write_settings(name)["insert_deduplication_token"]
+                self.store.insert_rows(self._tables[name], rows, token=str(token))
                 self.written += len(rows)
                 self._plain[name] = []
 
@@ -402,11 +392,10 @@ def history_pages(
         upto = str(rows[0][0]) if rows else ""
         parameters = {"after": after, "upto": upto, "last_page": not rows, **times}
         try:
-            result = store.client.query(HISTORY_SQL, parameters=parameters, settings={"readonly": 1})
-        except Exception as error:
-            msg = f"reading touchpoint_events (customers after '{after}') failed: {error}"
+            columns = store.query_columns(HISTORY_SQL, parameters)
+        except StoreError as error:
+            msg = f"reading touchpoint_events (customers after '{after}') failed: {error.__cause__ or error}"
             raise StoreError(msg) from error
-        columns = [list(column) for column in result.result_columns]
         if columns and columns[0]:
             yield columns
         if not rows:
@@ -442,15 +431,12 @@ def copy_recorded_events(
         "start": _ms_param(start_ms),
         "end": _ms_param(last_ms),
     }
-    try:
-        store.client.command(
-            COPY_EVENTS_SQL.replace("{columns}", columns),
-            parameters=parameters,
-            settings=write_settings(f"copy:{scenario}"),
-        )
-    except Exception as error:
-        msg = f"copying touchpoint_events into scenario '{scenario}' failed: {error}"
-        raise StoreError(msg) from error
+    store.command(
+        COPY_EVENTS_SQL.replace("{columns}", columns),
+        parameters,
+        write_settings(f"copy:{scenario}"),
+        what=f"copying touchpoint_events into scenario '{scenario}'",
+    )
 
 
 def default_workers(events: int) -> int:

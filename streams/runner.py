@@ -139,15 +139,12 @@ def restore_state(engine: JourneyEngine, store: ClickHouseProjectionStore) -> in
     Later input then continues those journeys (same instance ids, higher row versions) instead of
     starting them again, and re-sent events are recognised as duplicates.
     """
-    _, rows = store.query(
-        "SELECT state FROM journey_state FINAL WHERE scenario = {scenario:String}",
-        {"scenario": engine.scenario},
-    )
-    for (raw,) in rows:
-        state = decode_state(raw.encode() if isinstance(raw, str) else raw, engine.model)
+    states = store.journey_states(engine.scenario)
+    for raw in states:
+        state = decode_state(raw, engine.model)
         engine.customers[state.customer_id] = state
         engine.schedule(state)
-    return len(rows)
+    return len(states)
 
 
 def numbered_lines(stream: Iterable[bytes]) -> Iterable[tuple[int, bytes]]:
