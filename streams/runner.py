@@ -11,7 +11,7 @@ from projections.engine import JourneyEngine, Row, RowBatch
 from projections.intake import Intake, Kind, Verdict
 from projections.state_codec import decode_state, encode_state
 from streams.alerting import EmbeddedAlerting
-from streams.store import ClickHouseProjectionStore
+from streams.projection_store import ProjectionStore
 
 DRAIN_EVERY = 25_000
 
@@ -38,7 +38,7 @@ class EmbeddedRunner:
     def __init__(
         self,
         engine: JourneyEngine,
-        store: ClickHouseProjectionStore | None,
+        store: ProjectionStore | None,
         drain_every: int = DRAIN_EVERY,
         alerting: EmbeddedAlerting | None = None,
         keep_state: bool = False,
@@ -119,7 +119,7 @@ class EmbeddedRunner:
         return batch
 
 
-def settle_late(intake: Intake, store: ClickHouseProjectionStore, late: list[Verdict]) -> list[Row]:
+def settle_late(intake: Intake, store: ProjectionStore, late: list[Verdict]) -> list[Row]:
     """Settle too-late verdicts against the store: stored events are duplicates (a re-sent event of
     a journey an earlier run settled), the others are quarantined; returns their bad_events rows."""
     stored = store.stored_event_ids(intake.engine.scenario, [v.event.event_id for v in late if v.event])
@@ -133,7 +133,7 @@ def settle_late(intake: Intake, store: ClickHouseProjectionStore, late: list[Ver
     return rows
 
 
-def restore_state(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:
     """Load the journey states an earlier run kept for the engine's scenario; returns how many.
 
     Later input then continues those journeys (same instance ids, higher row versions) instead of
