@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from projections import schema
@@ -61,3 +61,17 @@ class ProjectionStore(Protocol):
     def close(self) -> None:
         """Release the store."""
         ...
+
+
+def write_batch(
+    batch: RowBatch, insert_rows: Callable[[schema.Table, Sequence[tuple[object, ...]]], None]
+) -> int:
+    """Insert a batch table by table, in the schema's order, through an adapter's insert_rows;
+    returns the rows written (every adapter's write())."""
+    written = 0
+    for table in schema.TABLES:
+        rows = batch.rows.get(table.name)
+        if rows:
+            insert_rows(table, rows)
+            written += len(rows)
+    return written

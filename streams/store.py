@@ -14,6 +14,7 @@ import structlog
 from events.errors import TouchpathError
 from projections import schema
 from projections.views import VIEWS
+from streams.projection_store import write_batch
 from streams.sqlguard import GuardedSQL, SqlLimits
 
 if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
@@ -174,13 +175,7 @@ class ClickHouseProjectionStore:
 
     def write(self, batch: RowBatch) -> int:
         """Insert a batch, table by table, column-oriented; returns rows written."""
-        written = 0
-        for table in schema.TABLES:
-            rows = batch.rows[table.name]
-            if rows:
-                self.insert_rows(table, rows)
-                written += len(rows)
-        return written
+        return write_batch(batch, self.insert_rows)
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from projections import schema
+from streams.projection_store import write_batch
 from streams.store import StoreError
 
 if TYPE_CHECKING:
@@ -43,13 +44,7 @@ class InMemoryProjectionStore:
 
     def write(self, batch: RowBatch) -> int:
         """Insert a batch table by table; returns the rows written."""
-        written = 0
-        for table in schema.TABLES:
-            rows = batch.rows.get(table.name)
-            if rows:
-                self.insert_rows(table, rows)
-                written += len(rows)
-        return written
+        return write_batch(batch, self.insert_rows)
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None

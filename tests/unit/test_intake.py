@@ -8,18 +8,9 @@ from projections.intake import Intake, Kind, quarantine_row
 from projections.journeys import JourneyModel
 from streams.runner import EmbeddedRunner
 from tests.conftest import event_line
+from tests.conftest import online_journey as _online
 
 DAY = 24 * 60
-
-
-def _online(customer: str, start: int = 0) -> list[bytes]:
-    return [
-        event_line(f"{customer}-1", customer, "email.campaign", start, persona="online_buyer"),
-        event_line(f"{customer}-2", customer, "web.product_page", start + 10),
-        event_line(f"{customer}-3", customer, "web.cart", start + 20),
-        event_line(f"{customer}-4", customer, "web.checkout", start + 30),
-        event_line(f"{customer}-5", customer, "email.order_confirmation", start + 31),
-    ]
 
 
 def _nested(levels: int) -> bytes:
