@@ -16,7 +16,7 @@ from events.errors import BadReason, Rejection
 from projections import schema
 from projections.engine import CustomerUpdate, Row
 from projections.intake import quarantine_row
-from streams.store import ClickHouseProjectionStore
+from streams.projection_store import ProjectionStore
 
 TABLES = {table.name: table for table in schema.TABLES}
 
@@ -94,7 +94,7 @@ class ProjectionSink:
     (different batch boundaries after a restart) collapse under FINAL.
     """
 
-    def __init__(self, store: ClickHouseProjectionStore, scenario: str = "live") -> None:
+    def __init__(self, store: ProjectionStore, scenario: str = "live") -> None:
         self.store = store
         self.scenario = scenario
         self.stats = SinkStats()
