@@ -6,7 +6,7 @@ import orjson
 from pydantic import ValidationError
 
 from events.errors import BadEventError, BadReason, Rejection
-from events.model import EPOCH, MAX_EVENT_BYTES, ONE_MS, TouchpointEvent
+from events.model import EPOCH, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, ONE_MS, TouchpointEvent
 
 
 def _field_of(error: ValidationError) -> tuple[str | None, str]:
@@ -42,6 +42,40 @@ def check_not_future(event: TouchpointEvent, not_after_ms: int | None) -> Reject
         "sender's clock or the timestamp"
     )
     return Rejection(BadReason.FUTURE_TIMESTAMP, detail, "occurred_at")
+
+
+def json_depth(value: object) -> int:
+    """JSON nesting depth of a decoded value (a scalar is 0, {} is 1)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        if isinstance(current, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in current.values())
+        elif isinstance(current, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in current)
+    return deepest
+
+
+def check_depth(event: TouchpointEvent, max_depth: int = MAX_EVENT_DEPTH) -> Rejection | None:
+    """Refuse an event nested deeper than max_depth levels, the event object itself being level 1."""
+    # Only attributes can nest freely; the rest of the model is flat or fixed (survey).
+    if event.attributes is not None and 1 + json_depth(event.attributes) > max_depth:
+        detail = f"nested deeper than {max_depth} levels (counting the event object itself)"
+        return Rejection(BadReason.SCHEMA_VIOLATION, detail, "attributes")
+    return None
+
+
+def check_contract(
+    raw: bytes, *, not_after_ms: int | None = None, max_depth: int = MAX_EVENT_DEPTH
+) -> TouchpointEvent | Rejection:
+    """Every check of the event contract that needs no journey model, in one order for every path:
+    decode and schema (size included), the future bound (None: none), then the nesting depth."""
+    result = check_event(raw)
+    if isinstance(result, Rejection):
+        return result
+    return check_not_future(result, not_after_ms) or check_depth(result, max_depth) or result
 
 
 def decode_event(raw: bytes) -> TouchpointEvent:

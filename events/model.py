@@ -23,6 +23,7 @@ from pydantic import (
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_ATTRIBUTES_BYTES = 8 * 1024
+MAX_EVENT_DEPTH = 16  # JSON nesting of one event, the event object itself being level 1
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)

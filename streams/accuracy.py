@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from events.codec import check_event
-from events.errors import Rejection
 from projections import schema
 from projections.engine import JourneyEngine, RowBatch
+from projections.intake import Intake
 from projections.journeys import JourneyModel
 from streams.simulator import Simulation
 
@@ -72,13 +71,10 @@ def latest_rows(batch: RowBatch) -> tuple[dict[str, dict[str, object]], dict[str
 def run_in_memory(model: JourneyModel, lines: list[bytes], drain_every: int = 10_000) -> RowBatch:
     """All rows the engine writes for these lines, drained periodically as a runner would."""
     engine = JourneyEngine(model)
+    intake = Intake(engine)
     batch = RowBatch()
     for count, line in enumerate(lines, start=1):
-        decoded = check_event(line)
-        if isinstance(decoded, Rejection):
-            engine.count_bad()
-        else:
-            engine.accept(decoded)
+        intake.offer(line, "memory", count)  # rejections are only counted: no store to quarantine to
         if count % drain_every == 0:
             batch.extend(engine.drain())
     batch.extend(engine.drain())

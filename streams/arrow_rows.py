@@ -9,7 +9,7 @@ from functools import cache
 import pyarrow as pa
 
 from projections import schema
-from streams.store import ClickHouseProjectionStore, StoreError
+from streams.store import ClickHouseProjectionStore
 
 _WRAPPERS = re.compile(r"^(LowCardinality|Nullable)\((.*)\)$")
 _SCALARS: dict[str, pa.DataType] = {
@@ -76,14 +76,4 @@ def insert_arrow(
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data)
-    try:
-        store.client.raw_insert(
-            table.name,
-            list(table.column_names),
-            sink.getvalue().to_pybytes(),
-            settings=dict(settings),
-            fmt="ArrowStream",
-        )
-    except Exception as error:
-        msg = f"insert of {data.num_rows} rows into {table.name} failed: {error}"
-        raise StoreError(msg) from error
+    store.insert_arrow_stream(table, sink.getvalue().to_pybytes(), data.num_rows, settings)

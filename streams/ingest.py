@@ -22,13 +22,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from events.codec import check_event, check_not_future
+from events.codec import check_contract, check_event
 from events.errors import BadReason, Rejection, TouchpathError
-from events.model import EPOCH, MAX_EVENT_BYTES, TouchpointEvent, unrepresentable
+from events.model import EPOCH, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, TouchpointEvent, unrepresentable
 from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import JourneyEngine, Row, RowBatch
+from projections.intake import Intake, Kind, Verdict
 from streams.auth import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -45,7 +46,6 @@ log = structlog.get_logger("touchpath.ingest")
 
 MAX_REQUEST_BYTES = 512 * 1024
 MAX_EVENTS_PER_REQUEST = 500
-MAX_EVENT_DEPTH = 16  # JSON nesting of one event, the event object itself being level 1
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -103,33 +103,12 @@ class BodyError:
     detail: str
 
 
-def _depth(value: object) -> int:
-    """JSON nesting depth of a decoded value (a scalar is 0, {} is 1)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        current, level = stack.pop()
-        if isinstance(current, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in current.values())
-        elif isinstance(current, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in current)
-    return deepest
-
-
 def _check_one(
     index: int, raw: bytes, registry: Registry | None, max_depth: int, not_after_ms: int | None
 ) -> Item | Refused:
-    result = check_event(raw)
+    result = check_contract(raw, not_after_ms=not_after_ms, max_depth=max_depth)
     if isinstance(result, Rejection):
         return Refused(index, raw, result)
-    future = check_not_future(result, not_after_ms)
-    if future is not None:
-        return Refused(index, raw, future)
-    # Only attributes can nest freely; the rest of the model is flat or fixed (survey).
-    if result.attributes is not None and 1 + _depth(result.attributes) > max_depth:
-        detail = f"nested deeper than {max_depth} levels (counting the event object itself)"
-        return Refused(index, raw, Rejection(BadReason.SCHEMA_VIOLATION, detail, "attributes"))
     if registry is not None:
         rejection = registry.check(result)
         if rejection is not None:
@@ -339,13 +318,6 @@ def _resolve(settled: asyncio.Future[None]) -> None:
         settled.set_result(None)
 
 
-def bad_event_row(
-    scenario: str, source: str, position: int, rejection: Rejection, raw: bytes
-) -> tuple[object, ...]:
-    """A bad_events row, in the table's column order."""
-    return (scenario, source, position, rejection.reason.value, rejection.field, rejection.detail, raw)
-
-
 class EmbeddedSink:
     """The journey engine and the projection store in this process; durable = written to the store.
 
@@ -366,6 +338,7 @@ class EmbeddedSink:
         sql_queue: int = 16,
     ) -> None:
         self.engine = engine
+        self.intake = Intake(engine, defer_too_late=True)
         self.store = store
         # Analysts' queries run on read-only sessions of their own (chDB takes concurrent inserts
         # and queries from one process), through the one guarded path, on their own threads: a
@@ -379,7 +352,7 @@ class EmbeddedSink:
         self._store_lock = threading.Lock()
         self._folded = 0  # requests folded into the engine
         self._written = 0  # requests whose rows are in the store
-        self._bad: list[tuple[object, ...]] = []
+        self._bad: list[Row] = []
         self._unwritten: RowBatch | None = None
         self._last_problem = ""
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="touchpath-serve")
@@ -389,21 +362,42 @@ class EmbeddedSink:
         return await loop.run_in_executor(self._executor, self._submit, batch, source)
 
     def _submit(self, batch: Batch, source: str) -> dict[int, Rejection]:
-        scenario = self.engine.scenario
+        intake = self.intake
         verdicts: dict[int, Rejection] = {}
+        late: list[tuple[int, Verdict]] = []
         with self._engine_lock:
             for refused in batch.refused:
-                self.engine.count_bad()
-                self._bad.append(
-                    bad_event_row(scenario, source, refused.index, refused.rejection, refused.raw)
-                )
+                self._quarantine(intake.refuse(refused.raw, source, refused.index, refused.rejection))
             for item in batch.items:
-                rejection = self.engine.accept(item.event)
-                if rejection is not None:
-                    verdicts[item.index] = rejection
-                    self._bad.append(bad_event_row(scenario, source, item.index, rejection, item.raw))
-            self._folded += 1
-            ticket = self._folded
+                verdict = intake.take(item.event, item.raw, source, item.index)
+                if verdict.kind is Kind.LATE:
+                    late.append((item.index, verdict))
+                elif verdict.rejection is not None:
+                    verdicts[item.index] = verdict.rejection
+                    self._quarantine(verdict)
+            if not late:
+                self._folded += 1
+                ticket = self._folded
+        if late:
+            # Too late for its journey: a re-sent event of a journey settled before a restart is a
+            # duplicate when the store holds it (as in `run`), else it is quarantined as too_late.
+            try:
+                with self._store_lock:
+                    stored = self.store.stored_event_ids(
+                        self.engine.scenario, [verdict.event.event_id for _, verdict in late if verdict.event]
+                    )
+            except StoreError as error:
+                self._last_problem = str(error)
+                raise SinkUnavailableError(f"the projection store cannot be read: {error}") from error
+            with self._engine_lock:
+                for index, verdict in late:
+                    known = verdict.event is not None and verdict.event.event_id in stored
+                    settled = intake.settle_late(verdict, stored=known)
+                    if settled.rejection is not None:
+                        verdicts[index] = settled.rejection
+                        self._quarantine(settled)
+                self._folded += 1
+                ticket = self._folded
         with self._write_lock:
             if self._written >= ticket:
                 return verdicts  # a concurrent request wrote our rows with its own
@@ -428,6 +422,10 @@ class EmbeddedSink:
             self._written = upto
             self._last_problem = ""
         return verdicts
+
+    def _quarantine(self, verdict: Verdict) -> None:
+        if verdict.quarantine is not None:
+            self._bad.append(verdict.quarantine)
 
     async def query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """One analyst query through the guarded path, on the SQL workers (SqlBusyError when queued full)."""

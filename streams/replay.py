@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 
-from events.codec import check_event
-from events.errors import Rejection, TouchpathError
+from events.errors import TouchpathError
 from events.model import TouchpointEvent
 from projections import schema
 from projections.engine import JourneyEngine, Row, RowBatch
+from projections.intake import Intake, quarantine_row
 from projections.journeys import JourneyModel, parse_definitions
 from projections.occurrence import Occurrence
 from streams import arrow_rows
@@ -242,14 +242,8 @@ class ChunkReplayer:
         recorded = {"event_id": event_id, "customer_id": customer, "occurred_ms": stamp,
                     "channel": channel, "touchpoint": touchpoint}  # fmt: skip
         raw = orjson.dumps(recorded if persona is None else {**recorded, "persona": persona})
-        return (
-            self.scenario,
-            f"touchpoint_events/{customer}",
-            position,
-            rejection.reason.value,
-            rejection.field,
-            rejection.detail,
-            raw.decode(),
+        return quarantine_row(
+            self.scenario, f"touchpoint_events/{customer}", position, rejection, raw.decode()
         )
 
 
@@ -323,18 +317,8 @@ class RowWriter:
                 self._arrow[name] = []
         for name, rows in list(self._plain.items()):
             if rows and (force or len(rows) >= self.flush_rows):
-                table = self._tables[name]
-                try:
-                    self.store.client.insert(
-                        name,
-                        [list(column) for column in zip(*rows, strict=True)],
-                        column_names=list(table.column_names),
-                        column_oriented=True,
-                        settings=write_settings(name),
-                    )
-                except Exception as error:
-                    msg = f"insert of {len(rows)} rows into {name} failed: {error}"
-                    raise StoreError(msg) from error
+                token = write_settings(name)["insert_deduplication_token"]
+                self.store.insert_rows(self._tables[name], rows, token=str(token))
                 self.written += len(rows)
                 self._plain[name] = []
 
@@ -408,11 +392,10 @@ def history_pages(
         upto = str(rows[0][0]) if rows else ""
         parameters = {"after": after, "upto": upto, "last_page": not rows, **times}
         try:
-            result = store.client.query(HISTORY_SQL, parameters=parameters, settings={"readonly": 1})
-        except Exception as error:
-            msg = f"reading touchpoint_events (customers after '{after}') failed: {error}"
+            columns = store.query_columns(HISTORY_SQL, parameters)
+        except StoreError as error:
+            msg = f"reading touchpoint_events (customers after '{after}') failed: {error.__cause__ or error}"
             raise StoreError(msg) from error
-        columns = [list(column) for column in result.result_columns]
         if columns and columns[0]:
             yield columns
         if not rows:
@@ -448,15 +431,12 @@ def copy_recorded_events(
         "start": _ms_param(start_ms),
         "end": _ms_param(last_ms),
     }
-    try:
-        store.client.command(
-            COPY_EVENTS_SQL.replace("{columns}", columns),
-            parameters=parameters,
-            settings=write_settings(f"copy:{scenario}"),
-        )
-    except Exception as error:
-        msg = f"copying touchpoint_events into scenario '{scenario}' failed: {error}"
-        raise StoreError(msg) from error
+    store.command(
+        COPY_EVENTS_SQL.replace("{columns}", columns),
+        parameters,
+        write_settings(f"copy:{scenario}"),
+        what=f"copying touchpoint_events into scenario '{scenario}'",
+    )
 
 
 def default_workers(events: int) -> int:
@@ -658,9 +638,10 @@ def replay_from_kafka(
         progress = progress or Progress(f"replay of {topic} into {scenario}", total=total)
         progress.total = total
         engine = JourneyEngine(model, scenario)
+        # History: no future bound; stream time per partition, as the live workers measure lateness.
+        intake = Intake(engine, raw_as_text=True)
         writer = RowWriter(store)
         quarantine: list[Row] = []
-        stream_time: dict[int, int] = {}
         read = since_drain = 0
         idle_since = time.monotonic()
         remaining = {tp for tp in partitions if begin[tp] < stop[tp]}
@@ -688,20 +669,10 @@ def replay_from_kafka(
                         continue
                     stats.events += 1
                     since_drain += 1
-                    decoded = check_event(record.value or b"")
-                    if isinstance(decoded, Rejection):
-                        engine.count_bad()
-                        rejection: Rejection | None = decoded
-                    else:
-                        latest = max(stream_time.get(tp.partition, decoded.occurred_ms), decoded.occurred_ms)
-                        stream_time[tp.partition] = latest
-                        rejection = engine.accept(decoded, stream_time=latest)
-                    if rejection is not None:
+                    verdict = intake.offer(record.value or b"", source, record.offset, tp.partition)
+                    if verdict.quarantine is not None:
                         stats.quarantined += 1
-                        quarantine.append(
-                            (scenario, source, record.offset, rejection.reason.value, rejection.field,
-                             rejection.detail, (record.value or b"").decode("utf-8", "replace"))
-                        )  # fmt: skip
+                        quarantine.append(verdict.quarantine)
                 if consumer.position(tp) >= stop[tp] or (records and records[-1].offset + 1 >= stop[tp]):
                     remaining.discard(tp)
                     consumer.pause(tp)

@@ -6,13 +6,12 @@ import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from events.codec import check_event, check_not_future
-from events.errors import BadReason, Rejection
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import JourneyEngine, Row, RowBatch
+from projections.intake import Intake, Kind, Verdict
 from projections.state_codec import decode_state, encode_state
 from streams.alerting import EmbeddedAlerting
-from streams.store import ClickHouseProjectionStore
+from streams.projection_store import ProjectionStore
 
 DRAIN_EVERY = 25_000
 
@@ -34,12 +33,12 @@ class RunStats:
 
 
 class EmbeddedRunner:
-    """Feeds lines through decode -> registry check -> engine, quarantines bad ones, writes rows."""
+    """Feeds lines through the intake path (contract checks, engine), quarantines bad ones, writes rows."""
 
     def __init__(
         self,
         engine: JourneyEngine,
-        store: ClickHouseProjectionStore | None,
+        store: ProjectionStore | None,
         drain_every: int = DRAIN_EVERY,
         alerting: EmbeddedAlerting | None = None,
         keep_state: bool = False,
@@ -47,17 +46,17 @@ class EmbeddedRunner:
         not_after_ms: int | None = None,
     ) -> None:
         self.engine = engine
-        # Events later than this (the caller's wall clock plus its bound) are future_timestamp.
-        self.not_after_ms = not_after_ms
+        # Events later than not_after_ms (the caller's wall clock plus its bound) are future_timestamp;
+        # too-late events are settled against the store (already stored: duplicates, not bad).
+        self.intake = Intake(engine, not_after_ms=not_after_ms, defer_too_late=store is not None)
         self.store = store
         self.drain_every = drain_every
         self.alerting = alerting  # friction spike detection on each drained batch (optional)
         # Write customer states beside the projections so the next run continues the journeys.
         self.keep_state = keep_state and store is not None
         self.stats = RunStats()
-        self._bad: list[tuple[object, ...]] = []
-        self._too_late: list[tuple[str, int, Rejection, bytes, str]] = []
-        self._known_late = 0  # "too late" events that were already stored: duplicates, not bad
+        self._bad: list[Row] = []
+        self._late: list[Verdict] = []
 
     def feed(
         self,
@@ -66,7 +65,7 @@ class EmbeddedRunner:
         on_progress: Callable[[int], None] | None = None,
     ) -> RunStats:
         """Process (position, raw line) pairs from one source; blank lines are counted and skipped."""
-        engine, stats = self.engine, self.stats
+        stats, offer = self.stats, self.intake.offer
         since_drain = 0
         for position, raw in lines:
             line = raw.strip()
@@ -74,23 +73,13 @@ class EmbeddedRunner:
                 stats.blank += 1
                 continue
             stats.lines += 1
-            decoded = check_event(line)
-            if not isinstance(decoded, Rejection) and self.not_after_ms is not None:
-                decoded = check_not_future(decoded, self.not_after_ms) or decoded
-            if isinstance(decoded, Rejection):
-                engine.count_bad()
-                self._quarantine(source, position, decoded, line)
-            else:
-                rejection = engine.accept(decoded)
-                if (
-                    rejection is not None
-                    and rejection.reason is BadReason.TOO_LATE
-                    and self.store is not None
-                ):
+            verdict = offer(line, source, position)
+            if verdict.quarantine is not None:
+                if verdict.kind is Kind.LATE:
                     # Maybe an event of a journey an earlier run already settled: decided at flush.
-                    self._too_late.append((source, position, rejection, line, decoded.event_id))
-                elif rejection is not None:
-                    self._quarantine(source, position, rejection, line)
+                    self._late.append(verdict)
+                else:
+                    self._bad.append(verdict.quarantine)
             since_drain += 1
             if since_drain >= self.drain_every:
                 since_drain = 0
@@ -98,9 +87,8 @@ class EmbeddedRunner:
                 if on_progress is not None:
                     on_progress(stats.lines)
         self.flush()
-        stats.accepted = engine.counters.accepted + self._known_late
-        stats.duplicates = engine.counters.duplicates + self._known_late
-        stats.bad = engine.counters.bad - self._known_late
+        counters = self.engine.counters
+        stats.accepted, stats.duplicates, stats.bad = counters.accepted, counters.duplicates, counters.bad
         return stats
 
     def flush(self) -> RowBatch:
@@ -118,7 +106,9 @@ class EmbeddedRunner:
         # Engine state is long-lived and acyclic: keep the cyclic GC from rescanning it on every
         # allocation burst (it otherwise costs more than the journey engine itself).
         gc.freeze()
-        self._settle_too_late()
+        if self._late and self.store is not None:
+            self._bad.extend(settle_late(self.intake, self.store, self._late))
+            self._late = []
         for row in self._bad:
             batch.add(schema.BAD_EVENTS, row)
         self._bad = []
@@ -128,53 +118,33 @@ class EmbeddedRunner:
             self.stats.rows_written += self.store.write(batch)
         return batch
 
-    def _settle_too_late(self) -> None:
-        """Events older than the allowed lateness are duplicates when already stored, else bad."""
-        if not self._too_late or self.store is None:
-            return
-        ids = sorted({item[4] for item in self._too_late})
-        _, rows = self.store.query(
-            "SELECT event_id FROM touchpoint_events WHERE scenario = {scenario:String} "
-            "AND event_id IN {ids:Array(String)}",
-            {"scenario": self.engine.scenario, "ids": ids},
+
+def settle_late(intake: Intake, store: ProjectionStore, late: list[Verdict]) -> list[Row]:
+    """Settle too-late verdicts against the store: stored events are duplicates (a re-sent event of
+    a journey an earlier run settled), the others are quarantined; returns their bad_events rows."""
+    stored = store.stored_event_ids(intake.engine.scenario, [v.event.event_id for v in late if v.event])
+    rows = []
+    for verdict in late:
+        settled = intake.settle_late(
+            verdict, stored=verdict.event is not None and verdict.event.event_id in stored
         )
-        stored = {row[0] for row in rows}
-        for source, position, rejection, line, event_id in self._too_late:
-            if event_id in stored:
-                self._known_late += 1
-            else:
-                self._quarantine(source, position, rejection, line)
-        self._too_late = []
-
-    def _quarantine(self, source: str, position: int, rejection: Rejection, raw: bytes) -> None:
-        self._bad.append(
-            (
-                self.engine.scenario,
-                source,
-                position,
-                rejection.reason.value,
-                rejection.field,
-                rejection.detail,
-                raw,
-            )
-        )
+        if settled.quarantine is not None:
+            rows.append(settled.quarantine)
+    return rows
 
 
-def restore_state(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:
     """Load the journey states an earlier run kept for the engine's scenario; returns how many.
 
     Later input then continues those journeys (same instance ids, higher row versions) instead of
     starting them again, and re-sent events are recognised as duplicates.
     """
-    _, rows = store.query(
-        "SELECT state FROM journey_state FINAL WHERE scenario = {scenario:String}",
-        {"scenario": engine.scenario},
-    )
-    for (raw,) in rows:
-        state = decode_state(raw.encode() if isinstance(raw, str) else raw, engine.model)
+    states = store.journey_states(engine.scenario)
+    for raw in states:
+        state = decode_state(raw, engine.model)
         engine.customers[state.customer_id] = state
         engine.schedule(state)
-    return len(rows)
+    return len(states)
 
 
 def numbered_lines(stream: Iterable[bytes]) -> Iterable[tuple[int, bytes]]:

@@ -79,7 +79,7 @@ def check_writable(name: str) -> str:
 def ensure_run_table(store: ClickHouseProjectionStore) -> None:
     """Create the scenario_runs table if missing."""
     for statement in table_ddl(SCENARIO_RUNS, store.cluster):
-        store.client.command(statement)
+        store.command(statement)
 
 
 def scenario_tables(store: ClickHouseProjectionStore) -> list[str]:
@@ -112,10 +112,8 @@ def clear_scenario(store: ClickHouseProjectionStore, name: str, *, wait: bool = 
     for table in scenario_tables(store):
         # A mutation rewrites parts even when nothing matches: only run it where rows exist.
         if store.scalar(f"SELECT count() FROM {table} WHERE scenario = {{s:String}}", {"s": name}):
-            store.client.command(
-                f"ALTER TABLE {table}{on_cluster} DELETE WHERE scenario = {{s:String}}",
-                parameters={"s": name},
-                settings=settings,
+            store.command(
+                f"ALTER TABLE {table}{on_cluster} DELETE WHERE scenario = {{s:String}}", {"s": name}, settings
             )
             cleared.append(table)
     if wait:
@@ -210,14 +208,8 @@ class RunRecord:
 def record_run(store: ClickHouseProjectionStore, record: RunRecord) -> None:
     """Write (replace) a scenario's run record."""
     ensure_run_table(store)
-    columns = [[value] for value in record.row()]
-    store.client.insert(
-        SCENARIO_RUNS.name,
-        columns,
-        column_names=list(SCENARIO_RUNS.column_names),
-        column_oriented=True,
-        settings=write_settings(f"run-record:{record.scenario}"),
-    )
+    token = write_settings(f"run-record:{record.scenario}")["insert_deduplication_token"]
+    store.insert_rows(SCENARIO_RUNS, [record.row()], token=str(token))
 
 
 def run_record(store: ClickHouseProjectionStore, name: str) -> RunRecord | None:

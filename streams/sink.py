@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 
-from events.errors import Rejection
+from events.errors import BadReason, Rejection
 from projections import schema
 from projections.engine import CustomerUpdate, Row
-from streams.store import ClickHouseProjectionStore
+from projections.intake import quarantine_row
+from streams.projection_store import ProjectionStore
 
 TABLES = {table.name: table for table in schema.TABLES}
 
@@ -54,6 +55,16 @@ def bad_headers(rejection: Rejection, topic: str, partition: int, offset: int) -
     ]
 
 
+def rejection_of(headers: Mapping[str, bytes]) -> Rejection:
+    """The rejection that bad_headers() wrote into a quarantined message's headers."""
+    text, detail = headers["reason"].decode(), headers.get("detail", b"").decode()
+    try:
+        reason = BadReason(text)
+    except ValueError:  # written by a newer worker: keep the message, say what it was
+        reason, detail = BadReason.SCHEMA_VIOLATION, f"{text}: {detail}"
+    return Rejection(reason, detail, headers.get("field", b"").decode() or None)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """One consumed message as the sink sees it."""
@@ -83,7 +94,7 @@ class ProjectionSink:
     (different batch boundaries after a restart) collapse under FINAL.
     """
 
-    def __init__(self, store: ClickHouseProjectionStore, scenario: str = "live") -> None:
+    def __init__(self, store: ProjectionStore, scenario: str = "live") -> None:
         self.store = store
         self.scenario = scenario
         self.stats = SinkStats()
@@ -122,15 +133,9 @@ class ProjectionSink:
     def _rows_of(self, message: Delivered, source_ts: list[int]) -> Iterable[tuple[str, list[Row]]]:
         if "reason" in message.headers:
             headers = message.headers
-            field_name = headers.get("field", b"").decode() or None
-            row: Row = (
-                self.scenario,
-                headers.get("source", b"").decode(),
-                int(headers.get("offset", b"0")),
-                headers["reason"].decode(),
-                field_name,
-                headers.get("detail", b"").decode(),
-                message.value,
+            source = headers.get("source", b"").decode()
+            row = quarantine_row(
+                self.scenario, source, int(headers.get("offset", b"0")), rejection_of(headers), message.value
             )
             yield schema.BAD_EVENTS.name, [row]
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import structlog
 from events.errors import TouchpathError
 from projections import schema
 from projections.views import VIEWS
+from streams.projection_store import write_batch
 from streams.sqlguard import GuardedSQL, SqlLimits
 
 if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
@@ -174,13 +175,7 @@ class ClickHouseProjectionStore:
 
     def write(self, batch: RowBatch) -> int:
         """Insert a batch, table by table, column-oriented; returns rows written."""
-        written = 0
-        for table in schema.TABLES:
-            rows = batch.rows[table.name]
-            if rows:
-                self.insert_rows(table, rows)
-                written += len(rows)
-        return written
+        return write_batch(batch, self.insert_rows)
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None
@@ -241,6 +236,72 @@ class ClickHouseProjectionStore:
                 raise StoreError(msg) from error
 
         return GuardedSQL(session, limits, sessions)
+
+    def insert_arrow_stream(
+        self, table: schema.Table, stream: bytes, rows: int, settings: Mapping[str, object]
+    ) -> None:
+        """Insert an Arrow IPC stream of `rows` rows; ClickHouse parses it (no Python work per row)."""
+        try:
+            self.client.raw_insert(
+                table.name, list(table.column_names), stream, settings=dict(settings), fmt="ArrowStream"
+            )
+        except Exception as error:
+            msg = f"insert of {rows} rows into {table.name} failed: {error}"
+            raise StoreError(msg) from error
+
+    def command(
+        self,
+        sql: str,
+        parameters: dict[str, object] | None = None,
+        settings: Mapping[str, object] | None = None,
+        *,
+        what: str = "",
+    ) -> None:
+        """Run one of touchpath's own statements (DDL, mutations, INSERT ... SELECT); never analysts' text.
+
+        `what` names the operation in the error (default: the statement's first words)."""
+        try:
+            self.client.command(sql, parameters=parameters or {}, settings=dict(settings or {}))
+        except Exception as error:
+            msg = f"{what or ' '.join(sql.split()[:4])} failed: {error}"
+            raise StoreError(msg) from error
+
+    def query_columns(self, sql: str, parameters: dict[str, object] | None = None) -> list[list[Any]]:
+        """A read query's result as columns (for large pages: no per-row tuples)."""
+        try:
+            result = self.client.query(sql, parameters=parameters or {}, settings={"readonly": 1})
+        except Exception as error:
+            raise StoreError(f"query failed: {error}") from error
+        return [list(column) for column in result.result_columns]
+
+    def journey_states(self, scenario: str) -> list[bytes]:
+        """The encoded journey states kept for a scenario (see EmbeddedRunner keep_state)."""
+        _, rows = self.query(
+            "SELECT state FROM journey_state FINAL WHERE scenario = {scenario:String}", {"scenario": scenario}
+        )
+        return [raw.encode() if isinstance(raw, str) else raw for (raw,) in rows]
+
+    def rows(self, table: schema.Table, scenario: str) -> list[dict[str, Any]]:
+        """A table's rows of one scenario as analysts read them (FINAL, deleted rows left out), in
+        the table's key order."""
+        deleted = " AND is_deleted = 0" if table.versioned else ""
+        names, rows = self.query(
+            f"SELECT * FROM {table.name} FINAL WHERE scenario = {{scenario:String}}{deleted} "
+            f"ORDER BY {', '.join(table.order_by)}",
+            {"scenario": scenario},
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def stored_event_ids(self, scenario: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids the scenario's touchpoint_events holds already."""
+        if not event_ids:
+            return set()
+        _, rows = self.query(
+            "SELECT event_id FROM touchpoint_events WHERE scenario = {scenario:String} "
+            "AND event_id IN {ids:Array(String)}",
+            {"scenario": scenario, "ids": sorted(set(event_ids))},
+        )
+        return {str(row[0]) for row in rows}
 
     def scalar(self, sql: str, parameters: dict[str, object] | None = None) -> Any:
         """The first value of the first row."""

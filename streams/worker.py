@@ -12,11 +12,11 @@ from typing import Any, TypeVar, cast
 import faust
 import structlog
 
-from events.codec import check_event, check_not_future
 from events.errors import Rejection
 from projections import schema
 from projections.customer import CustomerState
 from projections.engine import JourneyEngine
+from projections.intake import Intake, Kind
 from projections.journeys import JourneyModel
 from projections.state_codec import decode_state, encode_state
 from streams import topics
@@ -189,7 +189,7 @@ def create_app(
     engine = JourneyEngine(model, "live", states)
     sink = ProjectionSink(store)
     metrics = WorkerMetrics()
-    partition_time: dict[int, int] = {}  # latest event time per touchpoints partition
+    intake = Intake(engine)  # keeps the latest event time per touchpoints partition
     lock = asyncio.Lock()
     rescan = {"needed": True}
 
@@ -244,16 +244,16 @@ def create_app(
         engine.forget_cached()
         states.cache.clear()
         states.unsent.clear()  # the records are read again below
-        partition_time.clear()
+        intake.stream_time.clear()
         next_offset.clear()
         pending = []
         for state, outbox in states.recovered():
             engine.schedule(state)
             # A partition's progress is the latest stream time of its customers' states; without
             # it a restarted worker would accept events the uninterrupted run rejects as too late.
-            partition = topics.partition_for(state.customer_id.encode(), settings.partitions)
-            known = partition_time.get(partition, state.stream_time)
-            partition_time[partition] = max(known, state.stream_time)
+            intake.recover(
+                topics.partition_for(state.customer_id.encode(), settings.partitions), state.stream_time
+            )
             if outbox:
                 pending.append((state, outbox))
         await republish_outboxes(pending)
@@ -272,26 +272,18 @@ def create_app(
 
     async def fold(record: Incoming) -> None:
         metrics.events_in += 1
-        decoded = check_event(record.value)
-        if not isinstance(decoded, Rejection):
-            # The shell reads the wall clock; the engine only ever sees event time.
-            future = check_not_future(decoded, int(time.time() * 1000) + future_bound_ms)
-            decoded = future if future is not None else decoded
-        if isinstance(decoded, Rejection):
-            engine.count_bad()
-            await _quarantine(bad_topic, record, decoded, metrics)
-            return
-        before = engine.counters.duplicates
-        # A customer's events all come from one partition: lateness is measured against that
-        # partition's progress, not against faster partitions.
-        occurred = decoded.occurred_ms
-        stream_time = max(partition_time.get(record.partition, occurred), occurred)
-        partition_time[record.partition] = stream_time
-        rejection = engine.accept(decoded, stream_time)
-        source_ts.setdefault(decoded.customer_id, []).append(record.timestamp_ms)
-        metrics.duplicates += engine.counters.duplicates - before
-        if rejection is not None:
-            await _quarantine(bad_topic, record, rejection, metrics)
+        # The shell reads the wall clock; the engine only ever sees event time.
+        intake.not_after_ms = int(time.time() * 1000) + future_bound_ms
+        # A customer's events all come from one partition: the intake measures lateness against
+        # that partition's progress, not against faster partitions.
+        source = f"{record.topic}/{record.partition}"
+        verdict = intake.offer(record.value, source, record.offset, record.partition)
+        if verdict.event is not None:
+            source_ts.setdefault(verdict.event.customer_id, []).append(record.timestamp_ms)
+        if verdict.kind is Kind.DUPLICATE:
+            metrics.duplicates += 1
+        elif verdict.rejection is not None:
+            await _quarantine(bad_topic, record, verdict.rejection, metrics)
 
     async def fill_gap(partition: int, start: int, end: int) -> None:
         # Faust can hand a stream a later offset than the next one after a rebalance, and then
@@ -392,12 +384,12 @@ def create_app(
             highwaters = await app.consumer.highwaters(*assigned) if assigned else {}
         except Exception:  # consumer not ready: next tick
             return
-        latest = max(partition_time.values(), default=None)
+        latest = max(intake.stream_time.values(), default=None)
         now = time.monotonic()
         for tp in assigned:
             done = metrics.processed.get((tp.topic, tp.partition), _committed(app, tp))
             idle = done >= int(highwaters.get(tp, 0))
-            reported = latest if idle else partition_time.get(tp.partition)
+            reported = latest if idle else intake.stream_time.get(tp.partition)
             if reported is None:
                 continue
             sent, at = progress_sent.get(tp.partition, (None, 0.0))

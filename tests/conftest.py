@@ -32,3 +32,14 @@ def event_line(event_id: str, customer: str, touchpoint: str, minutes: float, **
         **extra,
     }
     return orjson.dumps(body)
+
+
+def online_journey(customer: str = "c1", start: int = 0) -> list[bytes]:
+    """The online buyer's ideal path for one customer, starting `start` minutes after T0."""
+    return [
+        event_line(f"{customer}-1", customer, "email.campaign", start, persona="online_buyer"),
+        event_line(f"{customer}-2", customer, "web.product_page", start + 10),
+        event_line(f"{customer}-3", customer, "web.cart", start + 20),
+        event_line(f"{customer}-4", customer, "web.checkout", start + 30),
+        event_line(f"{customer}-5", customer, "email.order_confirmation", start + 31),
+    ]

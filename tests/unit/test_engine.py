@@ -17,6 +17,7 @@ from streams.accuracy import latest_rows, run_in_memory
 from streams.settings import example_journeys
 from streams.simulator import SimulationConfig, simulate
 from tests.conftest import event_line
+from tests.conftest import online_journey as _online
 
 DAY = 24 * 60
 
@@ -40,16 +41,6 @@ def _content(batch: RowBatch) -> tuple[dict[str, Any], dict[str, Any]]:
         {key: strip(row) for key, row in instances.items()},
         {key: [strip(row) for row in rows] for key, rows in deviations.items()},
     )
-
-
-def _online(customer: str = "c1", start: int = 0) -> list[bytes]:
-    return [
-        event_line(f"{customer}-1", customer, "email.campaign", start, persona="online_buyer"),
-        event_line(f"{customer}-2", customer, "web.product_page", start + 10),
-        event_line(f"{customer}-3", customer, "web.cart", start + 20),
-        event_line(f"{customer}-4", customer, "web.checkout", start + 30),
-        event_line(f"{customer}-5", customer, "email.order_confirmation", start + 31),
-    ]
 
 
 def test_a_conformant_path_costs_nothing(model: JourneyModel) -> None:
