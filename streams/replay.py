@@ -134,7 +134,7 @@ def window_of(start: str | None, end: str | None) -> TimeWindow:
 
 
 class WouldBeAlerts(Protocol):
-    """HOOK for alerting (being built in projections/alerts.py and streams/alerting.py).
+    """What a replay tells alerting (projections/alerts/, streams/alerting.py) once it has written rows.
 
     Called once after a replay wrote its rows: record in the alerts table, under the replay's
     scenario, the alerts this history would have raised (from the scenario's friction_signals in
