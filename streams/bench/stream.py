@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -97,6 +98,11 @@ def _health(port: int) -> dict[str, Any] | None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
             body: dict[str, Any] = json.loads(answer.read())
             return body
+    except urllib.error.HTTPError as refusal:  # 503 while starting or degraded: same JSON body
+        if refusal.code != 503:
+            return None
+        refused: dict[str, Any] = json.loads(refusal.read())
+        return refused
     except OSError:
         return None
 

@@ -24,7 +24,7 @@ from streams.common.settings import Settings
 from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
 from streams.worker.alerts import install_alerting
 from streams.worker.gapfill import Incoming, offsets_key, read_range
-from streams.worker.health import WorkerHealth, watch
+from streams.worker.health import Status, WorkerHealth, watch
 from streams.worker.partitioning import Placement, send_changelog
 from streams.worker.sink import Delivered, ProjectionSink, bad_headers, encode_progress, encode_update
 
@@ -444,7 +444,7 @@ def create_app(
             "lag": lag,
             "assigned": _assigned(app, names.touchpoints),
         }
-        return web.json(body)
+        return web.json(body, status=Status(body["status"]).http_code)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

@@ -24,6 +24,11 @@ class Status(StrEnum):
     REBALANCING = "rebalancing"  # was ready; partitions are moving (state is being recovered)
     OK = "ok"
 
+    @property
+    def http_code(self) -> int:
+        """/health's HTTP status: 503 while starting or degraded, for probes that read only that."""
+        return 200 if self in {Status.OK, Status.REBALANCING} else 503
+
 
 @dataclass(frozen=True, slots=True)
 class AgentCrash:

@@ -75,3 +75,13 @@ def test_latency_is_measured_from_arrival_and_ignores_events_of_an_earlier_proce
     health.rows_written([STARTED_MS + 1_000, STARTED_MS + 1_100, STARTED_MS + 1_900], STARTED_MS + 2_000)
     body = health.body(store_error=None, rebalancing=False)
     assert (body["latency_samples"], body["latency_ms_p50"], body["latency_ms_p99"]) == (3, 900.0, 1000.0)
+
+
+def test_probes_that_read_only_the_http_code_see_starting_and_degraded_as_unavailable() -> None:
+    """/health answers 503 while starting or degraded, 200 when ok or rebalancing."""
+    assert {status: status.http_code for status in Status} == {
+        Status.DEGRADED: 503,
+        Status.STARTING: 503,
+        Status.REBALANCING: 200,
+        Status.OK: 200,
+    }
