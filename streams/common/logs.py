@@ -58,6 +58,20 @@ def thin_repeats(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+class RepeatFilter(logging.Filter):
+    """The standard-library twin of thin_repeats: a library's warnings and errors with the same
+    message template pass 5 times per 10 s (e.g. Faust's "producer buffer full size %s" per send)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether the record passes; the first one of a new window says how many were dropped."""
+        if record.levelno < logging.WARNING:
+            return True
+        allowed, dropped = _GATE.allow((record.levelname, record.name, str(record.msg)))
+        if allowed and dropped:
+            record.suppressed_repeats = dropped
+        return allowed
+
+
 def configure_logging(level: str = "info") -> None:
     """Send structured JSON logs to stderr at the given level."""
     structlog.configure(
@@ -95,12 +109,19 @@ def stdlib_logging_config(level: str = "info") -> dict[str, Any]:
                 "foreign_pre_chain": [
                     structlog.stdlib.add_log_level,
                     structlog.stdlib.add_logger_name,
+                    structlog.stdlib.ExtraAdder(("suppressed_repeats",)),
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
                 ],
             }
         },
+        "filters": {"thin_repeats": {"()": RepeatFilter}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["thin_repeats"],
+                "stream": "ext://sys.stderr",
+            }
         },
         "root": {"level": logging.getLevelName(_level_number(level)), "handlers": ["stderr"]},
     }

@@ -37,3 +37,18 @@ def test_a_library_log_record_is_one_json_line_with_level_logger_and_traceback(
     (crash,) = records[1]["exception"]
     assert (crash["exc_type"], crash["exc_value"]) == ("TypeError", "'NoneType' object is not iterable")
     assert all("locals" not in frame for frame in crash["frames"])
+
+
+def test_a_library_warning_repeated_in_a_flood_is_thinned_and_the_count_reported(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same warning template 12 times in a row: 5 lines, not 12 (the gate's window is 10 s)."""
+    logging.config.dictConfig(stdlib_logging_config("info"))
+    buffer_log = logging.getLogger("faust.transport.producer.flood-test")
+    try:
+        for size in range(12):
+            buffer_log.warning("producer buffer full size %s", 455 - size)
+    finally:
+        logging.root.handlers.clear()
+    records = [orjson.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [r["event"] for r in records] == [f"producer buffer full size {455 - n}" for n in range(5)]
