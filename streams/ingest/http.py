@@ -20,9 +20,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from events.codec import check_contract
-from events.errors import BadReason, Rejection, TouchpathError
-from events.model import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, TouchpointEvent, unrepresentable
+from events.codec import check_contract, encode_json
+from events.errors import Rejection, TouchpathError
+from events.model import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, TouchpointEvent
 from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
 from projections.engine import JourneyEngine, RowBatch
@@ -104,13 +104,9 @@ class BodyError:
 def _check_one(
     index: int, raw: bytes, registry: Registry | None, max_depth: int, not_after_ms: int | None
 ) -> Item | Refused:
-    result = check_contract(raw, not_after_ms=not_after_ms, max_depth=max_depth)
+    result = check_contract(raw, not_after_ms=not_after_ms, max_depth=max_depth, registry=registry)
     if isinstance(result, Rejection):
         return Refused(index, raw, result)
-    if registry is not None:
-        rejection = registry.check(result)
-        if rejection is not None:
-            return Refused(index, raw, rejection)
     return Item(index, result, raw)
 
 
@@ -119,16 +115,10 @@ _NOT_ONE_VALUE = object()
 
 def _element_bytes(element: object) -> bytes | tuple[bytes, Rejection]:
     """One array element as the one-line JSON that is checked and stored, or its bytes and rejection."""
-    # The same number rule as check_event applies before re-encoding (orjson would write NaN as null).
-    problem = unrepresentable(element)
-    if problem is not None:
-        field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
-        rejection = Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
-        return _faithful(element), rejection
-    try:
-        return orjson.dumps(element)
-    except orjson.JSONEncodeError as error:  # nested beyond orjson's 254 levels
-        return b"", Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+    encoded = encode_json(element)
+    if isinstance(encoded, Rejection):
+        return _faithful(element), encoded
+    return encoded
 
 
 def _faithful(element: object) -> bytes:
