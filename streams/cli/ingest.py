@@ -245,7 +245,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from projections.engine import JourneyEngine  # noqa: PLC0415
     from streams.cli.common import open_store  # noqa: PLC0415
     from streams.common.definitions import load_journeys  # noqa: PLC0415
-    from streams.embedded.runner import restore_state  # noqa: PLC0415
+    from streams.embedded.run import continue_journeys  # noqa: PLC0415
     from streams.ingest.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415
     from streams.ingest.http import EmbeddedSink, create_app  # noqa: PLC0415
     from streams.ingest.signatures import StoreSignatures  # noqa: PLC0415
@@ -262,13 +262,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signatures = StoreSignatures(store)
         authenticator = _authenticator(settings, signatures)
         engine = JourneyEngine(model, args.scenario)
-        # The journey states `run` and `serve` keep beside the projections: journeys go on.
-        restored = restore_state(engine, store)
-        if restored:
-            print(
-                f"touchpath: continuing {restored:,} customers' journeys kept by earlier runs",
-                file=sys.stderr,
-            )
+        continue_journeys(engine, store)  # as `run` does: the states kept beside the projections
         reader = _open_reader(settings)
         sink = EmbeddedSink(
             engine,

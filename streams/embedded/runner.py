@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from events.errors import Rejection
 from events.model import TouchpointEvent
 from projections import schema
+from projections.customer import CustomerState
 from projections.engine import JourneyEngine, Row, RowBatch
 from projections.intake import Intake, Kind, Verdict
 from projections.state_codec import decode_state, encode_state
@@ -133,11 +134,7 @@ class EmbeddedRunner:
         for update in self.engine.drain_updates():
             batch.extend(update.rows)
             if self.keep_state:
-                state = update.state
-                batch.add(
-                    schema.JOURNEY_STATE,
-                    (self.engine.scenario, state.customer_id, encode_state(state), state.revision, 0),
-                )
+                batch.add(*state_row(self.engine.scenario, update.state))
         # Engine state is long-lived and acyclic: keep the cyclic GC from rescanning it on every
         # allocation burst (it otherwise costs more than the journey engine itself).
         gc.freeze()
@@ -166,6 +163,11 @@ def settle_late(intake: Intake, store: ProjectionStore | None, late: Sequence[Ve
         intake.settle_late(verdict, stored=verdict.event is not None and verdict.event.event_id in stored)
         for verdict in late
     ]
+
+
+def state_row(scenario: str, state: CustomerState) -> tuple[schema.Table, Row]:
+    """The journey_state row that keeps a customer's state (its revision is the row version)."""
+    return schema.JOURNEY_STATE, (scenario, state.customer_id, encode_state(state), state.revision, 0)
 
 
 def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:

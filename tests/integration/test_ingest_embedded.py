@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from projections import schema
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.embedded.run import run_file
-from streams.embedded.runner import EmbeddedRunner, restore_state
+from streams.embedded.run import continue_journeys, run_file
+from streams.embedded.runner import EmbeddedRunner
 from streams.ingest.auth import RequestAuthenticator, signed_headers
 from streams.ingest.http import EmbeddedSink, create_app
 from streams.sim.simulator import SimulationConfig, simulate
@@ -70,7 +70,7 @@ def _server(model: JourneyModel, data_dir: Path) -> tuple[TestClient, EmbeddedSi
     store = ClickHouseProjectionStore.embedded(data_dir)
     store.create_schema()
     engine = JourneyEngine(model)
-    restore_state(engine, store)
+    continue_journeys(engine, store)
     sink = EmbeddedSink(engine, store, ClickHouseProjectionStore.embedded(data_dir))
     app = create_app(
         sink,
@@ -148,16 +148,20 @@ def _projections(store: ClickHouseProjectionStore) -> dict[str, list[object]]:
     return tables
 
 
+@pytest.mark.parametrize("states_kept", [True, False], ids=["states kept", "data dir from before states"])
 def test_serve_restarted_mid_journeys_writes_every_projection_as_one_run_would(
-    model: JourneyModel, lines: list[bytes], tmp_path: Path
+    model: JourneyModel, lines: list[bytes], tmp_path: Path, states_kept: bool
 ) -> None:
-    """Events split over two `serve` lifetimes give row for row the projections of one `run` over all."""
+    """Events split over two `serve` lifetimes give row for row the projections of one `run` over all,
+    also when the first lifetime kept no journey states (serve before it ran on the embedded runner)."""
     split = len(lines) // 3
     for part in (lines[:split], lines[split:]):
         client, sink = _server(model, tmp_path / "served")
         try:
             with client:
                 _post_all(client, part)
+            if not states_kept:
+                sink.store.command("TRUNCATE TABLE journey_state")
         finally:
             _stop(sink)
     served_store = ClickHouseProjectionStore.embedded(tmp_path / "served")
