@@ -29,14 +29,6 @@ COUNTS = {
     "support": "SELECT count() FROM support_attribution FINAL",
     "bad": "SELECT count() FROM bad_events FINAL",
 }
-PROJECTIONS = (
-    schema.TOUCHPOINT_EVENTS,
-    schema.JOURNEY_INSTANCES,
-    schema.DEVIATIONS,
-    schema.FRICTION_SIGNALS,
-    schema.DELIGHT_SIGNALS,
-    schema.SUPPORT_ATTRIBUTION,
-)
 
 
 def _sql(
@@ -138,7 +130,7 @@ def _projections(store: ClickHouseProjectionStore) -> dict[str, list[object]]:
     """Every projection table as analysts read it, without row versions (they count writes, which
     differ: serve writes per request); bad_events by what was refused (serve names sources by request)."""
     tables: dict[str, list[object]] = {}
-    for table in PROJECTIONS:
+    for table in schema.JOURNEY_PROJECTIONS:
         rows = store.rows(table, "live")
         tables[table.name] = [
             {k: v for k, v in row.items() if k not in {"version", "is_deleted"}} for row in rows
