@@ -12,6 +12,7 @@ from projections.journeys import JourneyModel
 from streams.alerting.detection import EmbeddedAlerting
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
+from streams.embedded.upgrade import keep_unkept_states
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.store.summary import render_table, summarise
 
@@ -39,14 +40,28 @@ def run_file(
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr."""
     engine = JourneyEngine(model, scenario)
-    restored = restore_state(engine, store)
-    if restored:
-        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    continue_journeys(engine, store)
     runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)
     return stats
+
+
+def continue_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+    """Load the journey states earlier runs kept (`run` and `serve` alike), after keeping once those
+    a data dir from before `serve` kept states lacks; says so on stderr; returns the customers."""
+    rebuilt = keep_unkept_states(engine.model, store, engine.scenario)
+    if rebuilt:
+        print(
+            f"kept the journey states of {rebuilt:,} stored events that had none (a data dir from "
+            "before serve kept states; done once)",
+            file=sys.stderr,
+        )
+    restored = restore_state(engine, store)
+    if restored:
+        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    return restored
 
 
 def print_summary(store: ClickHouseProjectionStore, stats: RunStats, scenario: str = "live") -> None:
