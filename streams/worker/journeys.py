@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,10 +53,11 @@ class JourneyAgent:
     """Owns the journey states of the input partitions assigned to this worker.
 
     Per input batch: fold every record once and in order (the offset guard; skipped offsets are
-    read back), then publish per partition one record with the batch's rows and the changed
-    customers' states, and only then let Faust ack the batch. A partition's records on
-    journey-events are its durable state: a worker that gets the partition replays them from the
-    latest snapshot (streams.worker.states.recover_partition).
+    read back), then publish per partition one record with the batch's rows, the changed
+    customers' states and the input span it covers. A partition's records on journey-events are
+    its durable state: a worker that gets the partition replays them from the latest snapshot
+    (streams.worker.states.recover_partition), and the span chain says which input offset comes
+    next. Faust's committed offsets only say where its consumer starts reading.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class JourneyAgent:
         self.bad_rows: dict[int, list[Row]] = defaultdict(list)
         self.progress_sent: dict[int, tuple[int, float]] = {}
         self._pending_quarantine: list[tuple[Incoming, Rejection]] = []
+        self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
 
     # -- partitions ------------------------------------------------------------------------------
     async def own(self, assigned: set[int]) -> None:
@@ -140,9 +143,10 @@ class JourneyAgent:
 
     # -- input -----------------------------------------------------------------------------------
     async def process(self, batch: Sequence[Incoming], assigned: set[int]) -> None:
-        """Fold one batch of input records and publish its records (before Faust acks the batch)."""
+        """Fold one batch of input records and send its records (the previous batch's are waited for first)."""
         async with self.lock:
             t0 = time.perf_counter()
+            await self._settle()
             await self.own(assigned | {record.partition for record in batch})
             guard, counters = self.guard, self.counters
             for record in batch:
@@ -192,9 +196,11 @@ class JourneyAgent:
     async def tick(self, assigned: set[int], highwaters: dict[int, int]) -> None:
         """Between batches: follow the assignment, publish timeouts, report idle partitions' time."""
         async with self.lock:
+            await self._settle()
             await self.own(assigned)
             await self._publish(set())
             await self._report_progress(highwaters)
+            await self._settle()
 
     async def _publish(self, partitions: set[int]) -> None:
         batches: dict[int, RowBatch] = defaultdict(RowBatch)
@@ -230,11 +236,13 @@ class JourneyAgent:
         quarantined, self._pending_quarantine = self._pending_quarantine, []
         for incoming, rejection in quarantined:
             await self.quarantine(incoming, rejection)
-        await self._write(records)
+        # In flight while the next batch is taken: the chain, not Faust's commit, says what was
+        # folded (a record lost with its process leaves a gap the offset guard reads back).
+        await self._send(records)
         self.guard.close_batch()
+        gc.freeze()  # states are long-lived: keep the cyclic GC from rescanning them on every batch
         now = time.monotonic()
         for record in records:
-            self.counters.processed[record.partition] = record.next
             policy = self.policy[record.partition]
             policy.written += sum(len(state) for state in record.states.values())
             if policy.due(now):
@@ -246,18 +254,29 @@ class JourneyAgent:
             partition, self.states.of_partition(partition), self.guard.next[partition],
             self.intake.stream_time.get(partition), self.snap.get(partition, -1),
         )  # fmt: skip
-        offsets = await self._write(chunks)
-        if offsets:
-            self.snap[partition] = offsets[0]
+        await self._send(chunks)
+        offsets = await self._settle()
+        if chunks:
+            self.snap[partition] = offsets[chunks[0].snapshot_id]
         policy.last_size = sum(len(state) for chunk in chunks for state in chunk.states.values())
         policy.written, policy.last_at = 0, now
         log.info("worker.snapshot", partition=partition, customers=len(self.states.of_partition(partition)))
 
-    async def _write(self, records: list[Record]) -> list[int]:
-        """Send records (all in flight at once) and wait for the broker; returns their offsets."""
-        futures = [await self.publish_record(record.partition, encode(record)) for record in records]
-        offsets = [int((await future).offset) for future in futures]
-        for record, offset in zip(records, offsets, strict=True):
+    async def _send(self, records: list[Record]) -> None:
+        """Hand records to the producer; _settle() waits for the broker."""
+        for record in records:
+            self.in_flight.append((record, await self.publish_record(record.partition, encode(record))))
+
+    async def _settle(self) -> dict[str, int]:
+        """Wait for the records in flight; returns the offset of each snapshot's first chunk."""
+        in_flight, self.in_flight = self.in_flight, []
+        firsts: dict[str, int] = {}
+        for record, future in in_flight:
+            offset = int((await future).offset)
+            if record.kind is Kind.SNAPSHOT and record.chunk == 0:
+                firsts[record.snapshot_id] = offset
+            if record.kind is Kind.BATCH:
+                self.counters.processed[record.partition] = record.next
             last = self.last_offset.get(record.partition)
             if last is not None and offset != last + 1:
                 # Someone else wrote to the partition since (a former owner still finishing): its
@@ -267,8 +286,8 @@ class JourneyAgent:
                 )
                 self.stale.add(record.partition)
             self.last_offset[record.partition] = offset
-        self.counters.records_out += len(records)
-        return offsets
+        self.counters.records_out += len(in_flight)
+        return firsts
 
     async def _report_progress(self, highwaters: dict[int, int]) -> None:
         # A partition with nothing left to read is idle: it reports the latest time of any
@@ -288,4 +307,4 @@ class JourneyAgent:
                     Record(Kind.PROGRESS, partition, stream_time=latest, snap=self.snap.get(partition, -1))
                 )
                 self.progress_sent[partition] = (latest, now)
-        await self._write(records)
+        await self._send(records)
