@@ -143,7 +143,7 @@ class JourneyAgent:
 
     # -- input -----------------------------------------------------------------------------------
     async def process(self, batch: Sequence[Incoming], assigned: set[int]) -> None:
-        """Fold one batch of input records and send its records (the previous batch's are waited for first)."""
+        """Fold a batch of input records and send its records (after waiting for the previous batch's)."""
         async with self.lock:
             t0 = time.perf_counter()
             await self._settle()
