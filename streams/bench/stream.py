@@ -97,8 +97,9 @@ def _raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     return seen, elapsed
 
 
-def _trivial_faust(bootstrap: str, topic: str, events: int, prefix: str, tmp: Path) -> float:
-    """Events/s of a Faust agent that only counts what take_events hands it (Faust's own ceiling)."""
+def _trivial_faust(bootstrap: str, topic: str, events: int, prefix: str, tmp: Path) -> tuple[float, float]:
+    """(events/s, events per CPU-second) of a Faust agent that only counts what take_events hands
+    it: Faust's own ceiling."""
     result = tmp / "trivial.json"
     command = [
         sys.executable, "-m", "streams.bench.trivial_faust", bootstrap, topic, str(events),
@@ -111,7 +112,8 @@ def _trivial_faust(bootstrap: str, topic: str, events: int, prefix: str, tmp: Pa
             f"the trivial Faust agent failed (exit {process.returncode}); see {tmp / 'trivial.log'}"
         )
     figures = orjson.loads(result.read_bytes())
-    return float(figures["events"]) / max(float(figures["seconds"]), 1e-9)
+    events_done = float(figures["events"])
+    return events_done / max(float(figures["seconds"]), 1e-9), events_done / max(float(figures["cpu"]), 1e-9)
 
 
 def _health(port: int) -> dict[str, Any] | None:
@@ -138,6 +140,7 @@ class _Fleet:
             "TOUCHPATH_PARTITIONS": str(PARTITIONS),
             "TOUCHPATH_LOG_LEVEL": "warning",
         }
+        self.cpu = 0.0
         roles = ["all"] if workers == 1 else ["loader"] + ["journeys"] * workers
         self.members: list[tuple[str, int, subprocess.Popen[bytes]]] = []
         for number, role in enumerate(roles):
@@ -148,6 +151,14 @@ class _Fleet:
             self.members.append(
                 (role, port, subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO))
             )
+
+    def cpu_seconds(self) -> float:
+        """CPU time the members have used so far (every thread; Linux /proc)."""
+        total = 0
+        for _, _, process in self.members:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
 
     def figures(self) -> tuple[int, int, int, dict[str, Any]]:
         """(events folded, lag, input partitions owned, the loading member's /health)."""
@@ -167,20 +178,22 @@ class _Fleet:
         return events, lag, owned, loading
 
     def wait(self, events: int, timeout: float) -> tuple[float, float, dict[str, Any]]:
-        """(when the first event was folded, when all were in rows with no lag left, last health)."""
+        """(when the first event was folded, when all were in rows with no lag left, last health);
+        cpu holds the members' CPU seconds between those two moments."""
         first: float | None = None
         done = 0.0
+        cpu_first = 0.0
         quiet = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             folded, lag, owned, loading = self.figures()
             now = time.perf_counter()
             if folded > 0 and first is None:
-                first = now
+                first, cpu_first = now, self.cpu_seconds()
             if folded >= events and lag == 0 and owned == PARTITIONS:
                 quiet += 1
                 if quiet == 1:
-                    done = now
+                    done, self.cpu = now, self.cpu_seconds() - cpu_first
                 if quiet >= 3 and first is not None:
                     return first, done, loading
             else:
@@ -252,11 +265,12 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         _produce(bootstrap, names.touchpoints, lines)
         consumed, raw_s = _raw_consume(bootstrap, names.touchpoints)
         print("trivial Faust agent ...", file=sys.stderr)
-        trivial_rate = _trivial_faust(bootstrap, names.touchpoints, len(lines), prefix, tmp)
+        trivial_rate, trivial_cpu_rate = _trivial_faust(bootstrap, names.touchpoints, len(lines), prefix, tmp)
         print(f"worker ({workers} journey process(es)) catching up ...", file=sys.stderr)
         fleet = _Fleet(bootstrap, prefix, tmp, workers)
         try:
             first, done, _ = fleet.wait(len(lines), timeout=3600)
+            worker_cpu_rate = len(lines) / max(fleet.cpu, 1e-9)
             produced = _produced(bootstrap, prefix, names)
             print(f"paced phase: {len(paced):,} events at 1,000/s for latency ...", file=sys.stderr)
             _produce(bootstrap, names.touchpoints, paced, rate=1000.0)
@@ -275,6 +289,11 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         "worker_events_per_s": round(worker_rate),
         "worker_to_trivial_faust_ratio": round(worker_rate / trivial_rate, 3),
         "worker_to_raw_ratio": round(worker_rate / raw_rate, 3),
+        # The same per CPU-second (every thread of the processes): what a shared machine's load
+        # does not move much.
+        "trivial_faust_events_per_cpu_s": round(trivial_cpu_rate),
+        "worker_events_per_cpu_s": round(worker_cpu_rate),
+        "worker_to_trivial_faust_cpu_ratio": round(worker_cpu_rate / trivial_cpu_rate, 3),
         "messages_produced": messages,
         "messages_per_input_event": round(messages / len(lines), 4),
         "messages_by_topic": {topic.removeprefix(prefix): count for topic, count in produced.items()},

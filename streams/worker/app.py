@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,13 +28,14 @@ from streams.worker.journeys import JourneyAgent, JourneyCounters
 from streams.worker.loader import Loader, LoaderCounters
 from streams.worker.quarantine import bad_headers
 from streams.worker.records import Recovered
-from streams.worker.states import recover_partition
+from streams.worker.states import latest_event_time, recover_partition
 
 log = structlog.get_logger("touchpath.worker")
 
 JOURNEY_BATCH = 5_000  # input records per batch (one journey-events record per partition and batch)
 BATCH_WITHIN_S = 0.2
 TICK_SECONDS = 1.0
+ELSEWHERE_EVERY_S = 3.0  # how often a worker without every partition reads the others' event time
 
 
 class Role(StrEnum):
@@ -145,6 +147,8 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
             ]  # fmt: skip
             await agent.process(records, assigned())
 
+    looked = {"at": 0.0}  # when the other partitions' event time was read last
+
     async def tick() -> None:
         if app.rebalancing or app.in_recovery:
             return
@@ -154,7 +158,15 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
             highwaters = await app.consumer.highwaters(*tps) if tps else {}
         except Exception:
             return
-        await agent.tick(owned, {tp.partition: int(high) for tp, high in highwaters.items()})
+        elsewhere = None
+        now = time.monotonic()
+        if owned != set(range(settings.partitions)) and now - looked["at"] >= ELSEWHERE_EVERY_S:
+            looked["at"] = now
+            loop = asyncio.get_running_loop()
+            elsewhere = await loop.run_in_executor(
+                None, latest_event_time, settings.kafka_bootstrap, names.journey_events, settings.partitions
+            )
+        await agent.tick(owned, {tp.partition: int(high) for tp, high in highwaters.items()}, elsewhere)
 
     app.timer(interval=TICK_SECONDS)(tick)
 
@@ -185,6 +197,7 @@ def health_body(metrics: WorkerMetrics, lag: int, assigned: int, rebalancing: bo
         "gaps_filled": journeys.gaps_filled,
         "redelivered": journeys.redelivered,
         "records_out": journeys.records_out,
+        "event_time": journeys.event_time,
         "sink_rows": loader.rows if loader is not None else 0,
         "batches_loaded": loader.batches if loader is not None else 0,
         "batches_ignored": loader.ignored if loader is not None else 0,

@@ -26,6 +26,8 @@ from streams.worker.states import PartitionStates, SnapshotPolicy, decode_states
 
 log = structlog.get_logger("touchpath.worker.journeys")
 
+NEVER = -(2**62)  # the engine's watermark before any event
+
 PROGRESS_REPEAT_S = 15.0
 
 # publish(partition, value) -> a future of the broker's RecordMetadata (with the record's offset).
@@ -46,6 +48,7 @@ class JourneyCounters:
     redelivered: int = 0  # input records delivered again (already folded): skipped
     records_out: int = 0  # journey-events records written (batches, snapshots, progress)
     recoveries: int = 0
+    event_time: int | None = None  # the time timeouts fire on (ms; the whole input's, see tick)
     processed: dict[int, int] = field(default_factory=dict)  # next input offset per partition, published
 
 
@@ -193,12 +196,22 @@ class JourneyAgent:
         self.counters.gaps_filled += len(records)
 
     # -- output ----------------------------------------------------------------------------------
-    async def tick(self, assigned: set[int], highwaters: dict[int, int]) -> None:
-        """Between batches: follow the assignment, publish timeouts, report idle partitions' time."""
+    async def tick(
+        self, assigned: set[int], highwaters: dict[int, int], elsewhere: int | None = None
+    ) -> None:
+        """Between batches: follow the assignment, publish timeouts, report idle partitions' time.
+
+        elsewhere is the latest event time on the partitions other workers own: timeouts fire on
+        the event time of the whole input, as in `touchpath run`, not on this worker's share of it.
+        """
         async with self.lock:
             await self._settle()
             await self.own(assigned)
+            if elsewhere is not None and self.owned:
+                self.engine.advance(elsewhere)
             await self._publish(set())
+            if self.owned and self.engine.watermark > NEVER:
+                self.counters.event_time = self.engine.watermark
             await self._report_progress(highwaters)
             await self._settle()
 

@@ -146,6 +146,28 @@ def recover_partition(bootstrap: str, topic: str, partition: int, *, timeout: fl
         consumer.close()
 
 
+def latest_event_time(bootstrap: str, topic: str, partitions: int) -> int | None:
+    """The latest event time any journey-events partition reports (each record's header carries its
+    input partition's): what the workers owning the other partitions have reached. Blocking."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        latest: int | None = None
+        for tp in tps:
+            if ends[tp] == 0:
+                continue
+            for _, value in _read(consumer, tp, ends[tp] - 1, ends[tp], 30.0):
+                if value[:4] == b"TPB1":
+                    time_there = decode_header(value).stream_time
+                    if time_there is not None and (latest is None or time_there > latest):
+                        latest = time_there
+        return latest
+    finally:
+        consumer.close()
+
+
 def _read(
     consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, timeout: float
 ) -> list[tuple[int, bytes]]:

@@ -23,8 +23,9 @@ PARTITIONS = 6
 
 
 def _wait_shared(journeys: list[WorkerProcess], loader: WorkerProcess, timeout: float = 600.0) -> None:
-    """Until the journey workers own every input partition between them and nothing is left to
-    fold or to load, three polls in a row."""
+    """Until the journey workers own every input partition between them, nothing is left to fold
+    or to load, and every journey worker's timeouts run on the same (the whole input's) event time,
+    three polls in a row."""
     deadline = time.monotonic() + timeout
     quiet = 0
     last: list[dict[str, Any] | None] = []
@@ -32,7 +33,8 @@ def _wait_shared(journeys: list[WorkerProcess], loader: WorkerProcess, timeout: 
         last = [worker.health() for worker in [*journeys, loader]]
         ready = all(health is not None and health["lag"] == 0 for health in last)
         owned = sum(int(health["assigned"]) for health in last[:-1] if health is not None)
-        quiet = quiet + 1 if ready and owned == PARTITIONS else 0
+        times = {health["event_time"] for health in last[:-1] if health is not None}
+        quiet = quiet + 1 if ready and owned == PARTITIONS and len(times) == 1 else 0
         if quiet >= 3:
             return
         for worker in [*journeys, loader]:
