@@ -70,6 +70,12 @@ pub struct Occurrence {
     pub channel: String,
 }
 
+impl AsRef<Occurrence> for Occurrence {
+    fn as_ref(&self) -> &Occurrence {
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deviation {
     pub kind: &'static str,
@@ -244,9 +250,9 @@ impl Journey {
     }
 
     /// Classify an alignment's moves into deviations, in path order (alignment.deviations_of).
-    pub fn deviations_of(
+    pub fn deviations_of<E: AsRef<Occurrence>>(
         &self,
-        events: &[Occurrence],
+        events: &[E],
         moves: &[Move],
         channel_of: &HashMap<String, String>,
     ) -> Vec<Deviation> {
@@ -269,7 +275,7 @@ impl Journey {
         let none: Vec<usize> = Vec::new();
         for (order, m) in moves.iter().enumerate() {
             let Some(event_index) = m.event else { continue };
-            let event = &events[event_index];
+            let event = events[event_index].as_ref();
             let deviation = |kind, step: &str, channel: &str, detail: String, cost| Deviation {
                 kind,
                 step: step.to_string(),
@@ -347,7 +353,8 @@ impl Journey {
                 let anchor = match following {
                     Some(index) => events.get(index),
                     None => events.last(),
-                };
+                }
+                .map(AsRef::as_ref);
                 let ts = anchor.map_or(0, |a| a.ts);
                 out.push((
                     ts,

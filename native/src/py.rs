@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::alignment::{self, Move, Occurrence, Op};
+use crate::engine::{Engine, EventExtras, Rows};
 use crate::event;
+use crate::fold::{Event, JourneySpec, Model, Placement};
+use crate::signals::FrictionSettings;
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
@@ -227,12 +230,398 @@ impl PyJourney {
     }
 }
 
+type JourneyTuple = (
+    String,                      // id
+    i64,                         // version
+    i64,                         // abandon_after_ms
+    Vec<StepTuple>,              // steps
+    HashMap<String, Vec<usize>>, // step_of
+    Vec<u32>,                    // skip_cost
+    Vec<u32>,                    // initial_costs
+    Vec<String>,                 // entry touchpoints
+    Vec<String>,                 // goal touchpoints
+    Vec<String>,                 // final-step touchpoints
+    u32,                         // shortest ideal length
+);
+/// (ts, event_id, touchpoint, channel, outcome, persona, employee_id, survey_kind, survey_score):
+/// an Occurrence.
+type OccurrenceTuple = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn step_of_tuple(t: StepTuple) -> alignment::Step {
+    let (name, touchpoints, primary, primary_channel, optional, repeatable, within_ms, goal) = t;
+    alignment::Step { name, touchpoints, primary, primary_channel, optional, repeatable, within_ms, goal }
+}
+
+fn event_of_tuple(t: OccurrenceTuple) -> Event {
+    let (ts, event_id, touchpoint, channel, outcome, persona, employee_id, survey_kind, survey_score) = t;
+    Event {
+        core: Occurrence { ts, event_id, touchpoint, channel },
+        outcome,
+        persona,
+        employee_id,
+        survey_kind,
+        survey_score,
+    }
+}
+
+/// The journey engine (projections.engine.JourneyEngine) over a compiled model handed from Python.
+#[pyclass(name = "Engine", module = "projections._native", unsendable)]
+struct PyEngine {
+    inner: Engine,
+    scenario: Py<PyString>,
+}
+
+const PLACEMENT_ACCEPTED: u8 = 0;
+const PLACEMENT_DUPLICATE: u8 = 1;
+const PLACEMENT_TOO_LATE: u8 = 2;
+
+fn placement_code(placement: Placement) -> u8 {
+    match placement {
+        Placement::Accepted => PLACEMENT_ACCEPTED,
+        Placement::Duplicate => PLACEMENT_DUPLICATE,
+        Placement::TooLate => PLACEMENT_TOO_LATE,
+    }
+}
+
+fn row<'py>(py: Python<'py>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    Ok(PyTuple::new(py, items)?.into_any().unbind())
+}
+
+impl PyEngine {
+    /// Rows as {table name: [row tuple, ...]} with only the tables that have rows (as RowBatch.rows).
+    fn tables<'py>(&self, py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let s = || self.scenario.clone_ref(py).into_any();
+        if !rows.events.is_empty() {
+            let mut list = Vec::with_capacity(rows.events.len());
+            for r in rows.events {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.event_id)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.ts)?,
+                        obj(py, r.channel)?,
+                        obj(py, r.touchpoint)?,
+                        obj(py, r.owner)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.outcome)?,
+                        obj(py, r.employee_id)?,
+                        obj(py, r.survey_kind)?,
+                        obj(py, r.survey_score)?,
+                        obj(py, r.survey_comment)?,
+                        obj(py, r.attributes)?,
+                        obj(py, r.source)?,
+                    ],
+                )?);
+            }
+            out.set_item("touchpoint_events", list)?;
+        }
+        if !rows.instances.is_empty() {
+            let mut list = Vec::with_capacity(rows.instances.len());
+            for r in rows.instances {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.instance_id)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.journey_id)?,
+                        obj(py, r.journey_version)?,
+                        obj(py, r.status)?,
+                        obj(py, r.end_reason)?,
+                        obj(py, r.path)?,
+                        obj(py, r.path_event_ids)?,
+                        obj(py, r.events)?,
+                        obj(py, r.cost)?,
+                        obj(py, r.fitness)?,
+                        obj(py, r.deviation_count)?,
+                        obj(py, r.started_at)?,
+                        obj(py, r.last_event_at)?,
+                        obj(py, r.ended_at)?,
+                        obj(py, r.version)?,
+                        obj(py, r.is_deleted)?,
+                    ],
+                )?);
+            }
+            out.set_item("journey_instances", list)?;
+        }
+        if !rows.deviations.is_empty() {
+            let mut list = Vec::with_capacity(rows.deviations.len());
+            for r in rows.deviations {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.instance_id)?,
+                        obj(py, r.idx)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.journey_id)?,
+                        obj(py, r.journey_version)?,
+                        obj(py, r.kind)?,
+                        obj(py, r.step)?,
+                        obj(py, r.touchpoint)?,
+                        obj(py, r.channel)?,
+                        obj(py, r.owner)?,
+                        obj(py, r.ts)?,
+                        obj(py, r.event_ids)?,
+                        obj(py, r.detail)?,
+                        obj(py, r.cost)?,
+                        obj(py, r.version)?,
+                        obj(py, r.is_deleted)?,
+                    ],
+                )?);
+            }
+            out.set_item("deviations", list)?;
+        }
+        if !rows.friction.is_empty() {
+            let mut list = Vec::with_capacity(rows.friction.len());
+            for r in rows.friction {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.instance_id)?,
+                        obj(py, r.idx)?,
+                        obj(py, r.signal_id)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.journey_id)?,
+                        obj(py, r.journey_version)?,
+                        obj(py, r.touchpoint)?,
+                        obj(py, r.owner)?,
+                        obj(py, r.kind)?,
+                        obj(py, r.weight)?,
+                        obj(py, r.ts)?,
+                        obj(py, r.event_ids)?,
+                        obj(py, r.version)?,
+                        obj(py, r.is_deleted)?,
+                    ],
+                )?);
+            }
+            out.set_item("friction_signals", list)?;
+        }
+        if !rows.delight.is_empty() {
+            let mut list = Vec::with_capacity(rows.delight.len());
+            for r in rows.delight {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.instance_id)?,
+                        obj(py, r.idx)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.touchpoint)?,
+                        obj(py, r.owner)?,
+                        obj(py, r.employee_id)?,
+                        obj(py, r.survey_kind)?,
+                        obj(py, r.score)?,
+                        obj(py, r.ts)?,
+                        obj(py, r.event_ids)?,
+                        obj(py, r.version)?,
+                        obj(py, r.is_deleted)?,
+                    ],
+                )?);
+            }
+            out.set_item("delight_signals", list)?;
+        }
+        if !rows.attribution.is_empty() {
+            let mut list = Vec::with_capacity(rows.attribution.len());
+            for r in rows.attribution {
+                list.push(row(
+                    py,
+                    vec![
+                        s(),
+                        obj(py, r.support_event_id)?,
+                        obj(py, r.instance_id)?,
+                        obj(py, r.customer_id)?,
+                        obj(py, r.persona)?,
+                        obj(py, r.support_touchpoint)?,
+                        obj(py, r.upstream_touchpoint)?,
+                        obj(py, r.upstream_owner)?,
+                        obj(py, r.upstream_event_id)?,
+                        obj(py, r.rule)?,
+                        obj(py, r.ts)?,
+                        obj(py, r.version)?,
+                        obj(py, r.is_deleted)?,
+                    ],
+                )?);
+            }
+            out.set_item("support_attribution", list)?;
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[allow(clippy::too_many_arguments)] // the compiled model, field by field, as Python hands it over
+    fn new(
+        scenario: Bound<'_, PyString>,
+        journeys: Vec<JourneyTuple>,
+        by_persona: HashMap<String, Vec<usize>>,
+        default_persona: String,
+        channel_of: HashMap<String, String>,
+        owner_of: HashMap<String, String>,
+        allowed_lateness: i64,
+        friction: (i64, i64, i64),
+    ) -> PyResult<Self> {
+        let mut specs = Vec::with_capacity(journeys.len());
+        for (
+            id,
+            version,
+            abandon_after_ms,
+            steps,
+            step_of,
+            skip_cost,
+            initial_costs,
+            entry,
+            goal,
+            last,
+            shortest,
+        ) in journeys
+        {
+            let steps = steps.into_iter().map(step_of_tuple).collect();
+            let core = alignment::Journey::new(steps, step_of, skip_cost, initial_costs)
+                .map_err(PyValueError::new_err)?;
+            specs.push(JourneySpec {
+                id,
+                version,
+                abandon_after_ms,
+                entry: entry.into_iter().collect(),
+                goal: goal.into_iter().collect(),
+                last_step: last.into_iter().collect(),
+                shortest_ideal_length: shortest,
+                core,
+            });
+        }
+        if !by_persona.contains_key(&default_persona)
+            || by_persona.values().flatten().any(|&j| j >= specs.len())
+            || by_persona.values().any(Vec::is_empty)
+        {
+            return Err(PyValueError::new_err(
+                "by_persona must name existing journeys and the default persona",
+            ));
+        }
+        let (repeat_window, escalation_lookback, survey_lookback) = friction;
+        let model = Model {
+            journeys: specs,
+            by_persona,
+            default_persona,
+            channel_of,
+            owner_of,
+            allowed_lateness,
+            friction: FrictionSettings { repeat_window, escalation_lookback, survey_lookback },
+        };
+        Ok(PyEngine { inner: Engine::new(model), scenario: scenario.unbind() })
+    }
+
+    #[getter]
+    fn watermark(&self) -> i64 {
+        self.inner.watermark
+    }
+
+    /// Fold one checked event: 0 accepted, 1 duplicate, 2 too late.
+    #[allow(clippy::too_many_arguments)] // one event's fields, positionally: the hot path
+    #[pyo3(signature = (ts, event_id, customer_id, touchpoint, channel, outcome, persona, employee_id,
+                        survey_kind, survey_score, survey_comment, attributes, source, stream_time))]
+    fn accept(
+        &mut self,
+        ts: i64,
+        event_id: String,
+        customer_id: String,
+        touchpoint: String,
+        channel: String,
+        outcome: Option<String>,
+        persona: Option<String>,
+        employee_id: Option<String>,
+        survey_kind: Option<String>,
+        survey_score: Option<i64>,
+        survey_comment: Option<String>,
+        attributes: String,
+        source: Option<String>,
+        stream_time: Option<i64>,
+    ) -> u8 {
+        let event = Event {
+            core: Occurrence { ts, event_id, touchpoint, channel },
+            outcome,
+            persona,
+            employee_id,
+            survey_kind,
+            survey_score,
+        };
+        let extras = EventExtras { customer_id, survey_comment, attributes, source };
+        placement_code(self.inner.accept(event, extras, stream_time))
+    }
+
+    fn advance(&mut self, watermark: i64) {
+        self.inner.advance(watermark);
+    }
+
+    /// Rows of everything changed since the last drain, as {table: [row, ...]}.
+    fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rows = self.inner.drain();
+        self.tables(py, rows)
+    }
+
+    /// Per customer changed since the last drain: (customer_id, {table: [row, ...]}).
+    fn drain_updates<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyDict>)>> {
+        let updates = self.inner.drain_updates();
+        let mut out = Vec::with_capacity(updates.len());
+        for (customer, rows) in updates {
+            out.push((customer.to_string(), self.tables(py, rows)?));
+        }
+        Ok(out)
+    }
+
+    /// Fold and render one customer's recorded events: ({table: [row, ...]}, duplicates).
+    fn replay_customer<'py>(
+        &mut self,
+        py: Python<'py>,
+        customer_id: &str,
+        events: Vec<OccurrenceTuple>,
+    ) -> PyResult<(Bound<'py, PyDict>, usize)> {
+        let mut rows = Rows::default();
+        let events = events.into_iter().map(event_of_tuple).collect();
+        let duplicates = self.inner.replay_customer(customer_id, events, &mut rows);
+        Ok((self.tables(py, rows)?, duplicates))
+    }
+
+    fn forget_cached(&mut self) {
+        self.inner.forget_cached();
+    }
+
+    fn open_instances(&self) -> usize {
+        self.inner.open_instances()
+    }
+
+    fn customers(&self) -> usize {
+        self.inner.customers()
+    }
+}
+
 /// The module `projections._native`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_event, m)?)?;
     m.add_function(wrap_pyfunction!(check_events, m)?)?;
     m.add_class::<PyJourney>()?;
+    m.add_class::<PyEngine>()?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
     Ok(())
 }
