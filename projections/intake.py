@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from events.codec import check_contract
 from events.errors import BadReason, Rejection
 from events.model import MAX_EVENT_DEPTH, TouchpointEvent
-from projections.engine import JourneyEngine, Row
+from projections.engine import EngineCounters, Row
 
 
 class Kind(StrEnum):
@@ -20,6 +20,19 @@ class Kind(StrEnum):
     # Too late for its journey, which may be settled in storage already: the shell asks the store
     # whether the event is there and calls Intake.settle_late (see Intake.defer_too_late).
     LATE = "late"
+
+
+class FoldingEngine(Protocol):
+    """What the intake needs of an engine: JourneyEngine, or NativeEngine with the same behaviour."""
+
+    scenario: str
+    counters: EngineCounters
+
+    def accept(self, event: TouchpointEvent, stream_time: int | None = None) -> Rejection | None:
+        """Fold one decoded event; the rejection if it must go to quarantine instead."""
+
+    def count_bad(self) -> None:
+        """Count a record rejected before it reached the engine."""
 
 
 class Verdict(NamedTuple):
@@ -48,7 +61,7 @@ class Intake:
 
     def __init__(
         self,
-        engine: JourneyEngine,
+        engine: FoldingEngine,
         *,
         not_after_ms: int | None = None,
         max_depth: int = MAX_EVENT_DEPTH,
