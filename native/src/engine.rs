@@ -609,3 +609,150 @@ fn render_instance(model: &Model, customer_id: &str, instance: &mut Instance, ve
     instance.emitted = counts;
     instance.written = true;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alignment::{Journey, Occurrence, Step};
+    use crate::fold::JourneySpec;
+    use crate::signals::FrictionSettings;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn step(name: &str, touchpoint: &str, goal: bool) -> Step {
+        Step {
+            name: name.into(),
+            touchpoints: vec![touchpoint.into()],
+            primary: touchpoint.into(),
+            primary_channel: "web".into(),
+            optional: false,
+            repeatable: false,
+            within_ms: None,
+            goal,
+        }
+    }
+
+    /// One journey: web.a, web.b (goal), web.c; abandoned after an hour, lateness a day.
+    fn model() -> Model {
+        let steps = vec![step("a", "web.a", false), step("b", "web.b", true), step("c", "web.c", false)];
+        let step_of =
+            HashMap::from([("web.a".into(), vec![1]), ("web.b".into(), vec![2]), ("web.c".into(), vec![3])]);
+        let core = Journey::new(steps, step_of, vec![0, 1, 1, 1], vec![0, 1, 2, 3]).unwrap();
+        let set = |t: &str| HashSet::from([t.to_string()]);
+        let journey = JourneySpec {
+            id: "j".into(),
+            version: 1,
+            abandon_after_ms: HOUR,
+            entry: set("web.a"),
+            goal: set("web.b"),
+            last_step: set("web.c"),
+            shortest_ideal_length: 3,
+            core,
+        };
+        let channels =
+            ["web.a", "web.b", "web.c", "support.call"].map(|t| (t.to_string(), "web".to_string()));
+        Model {
+            journeys: vec![journey],
+            by_persona: HashMap::from([("p".into(), vec![0])]),
+            default_persona: "p".into(),
+            channel_of: HashMap::from(channels.clone()),
+            owner_of: HashMap::from(channels.map(|(t, _)| (t, "team".to_string()))),
+            allowed_lateness: 24 * HOUR,
+            friction: FrictionSettings {
+                repeat_window: HOUR,
+                escalation_lookback: HOUR,
+                survey_lookback: HOUR,
+            },
+        }
+    }
+
+    fn event(id: &str, touchpoint: &str, ts: i64) -> (Event, EventExtras) {
+        let core =
+            Occurrence { ts, event_id: id.into(), touchpoint: touchpoint.into(), channel: "web".into() };
+        let event = Event {
+            core,
+            outcome: None,
+            persona: None,
+            employee_id: None,
+            survey_kind: None,
+            survey_score: None,
+        };
+        (event, EventExtras { customer_id: "c1".into(), attributes: "{}".into(), ..EventExtras::default() })
+    }
+
+    fn feed(engine: &mut Engine, events: &[(&str, &str, i64)]) -> Vec<Placement> {
+        events
+            .iter()
+            .map(|&(id, touchpoint, ts)| {
+                let (event, extras) = event(id, touchpoint, ts);
+                engine.accept(event, extras, None)
+            })
+            .collect()
+    }
+
+    /// The latest row of each instance (highest version wins, as ReplacingMergeTree keeps it).
+    fn latest(rows: &[InstanceRow]) -> Vec<InstanceRow> {
+        let mut by_id: HashMap<&str, &InstanceRow> = HashMap::new();
+        for row in rows {
+            let keep = by_id.get(row.instance_id.as_str()).is_none_or(|old| old.version <= row.version);
+            if keep {
+                by_id.insert(&row.instance_id, row);
+            }
+        }
+        let mut out: Vec<InstanceRow> = by_id
+            .into_values()
+            .filter(|r| r.is_deleted == 0)
+            .map(|r| InstanceRow { version: 0, ..r.clone() })
+            .collect();
+        out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        out
+    }
+
+    #[test]
+    fn an_ideal_path_completes_at_no_cost_with_the_reference_ids() {
+        let mut engine = Engine::new(model());
+        feed(&mut engine, &[("e1", "web.a", 0), ("e2", "web.b", 10), ("e3", "web.c", 20)]);
+        let rows = engine.drain();
+        assert_eq!(rows.events.len(), 3);
+        let instance = &rows.instances[0];
+        assert_eq!(
+            (instance.status, instance.end_reason, instance.cost),
+            ("completed", Some("final_step"), 0)
+        );
+        assert_eq!(instance.fitness, 1.0);
+        // hashlib.blake2b on the Python side gives the same ids.
+        assert_eq!(instance.instance_id, "2ac722cb1255e3f9");
+        assert_eq!(signal_id_of("abc", "repeat", "web.a", &["e1".into(), "e2".into()]), "33cf2005ad523867");
+        assert!(rows.deviations.is_empty());
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_final_rows() {
+        let events =
+            [("e1", "web.a", 0), ("e2", "web.b", 10), ("e3", "web.c", 20), ("e4", "web.a", 3 * HOUR)];
+        let mut in_order = Engine::new(model());
+        feed(&mut in_order, &events);
+        let mut shuffled = Engine::new(model());
+        let mut reversed = Vec::new();
+        for item in events.iter().rev() {
+            feed(&mut shuffled, &[*item]);
+            reversed.extend(shuffled.drain().instances);
+        }
+        assert!(reversed.iter().any(|r| r.is_deleted == 1), "a retired instance is tombstoned");
+        assert_eq!(latest(&reversed), latest(&in_order.drain().instances));
+    }
+
+    #[test]
+    fn duplicates_change_nothing_and_settled_journeys_refuse_late_events() {
+        let mut engine = Engine::new(model());
+        let placements = feed(&mut engine, &[("e1", "web.a", 0), ("e1", "web.a", 0)]);
+        assert_eq!(placements, vec![Placement::Accepted, Placement::Duplicate]);
+        assert_eq!(engine.drain().events.len(), 1);
+        feed(&mut engine, &[("e2", "web.a", 48 * HOUR)]);
+        let rows = engine.drain();
+        let abandoned = rows.instances.iter().find(|r| r.path_event_ids == ["e1"]).expect("first instance");
+        assert_eq!((abandoned.status, abandoned.end_reason), ("abandoned", Some("idle")));
+        assert!(rows.deviations.iter().any(|d| d.kind == "abandoned"));
+        assert_eq!(feed(&mut engine, &[("e0", "web.b", 1)]), vec![Placement::TooLate]);
+    }
+}
