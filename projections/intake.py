@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
@@ -9,6 +10,7 @@ from events.codec import check_contract
 from events.errors import BadReason, Rejection
 from events.model import MAX_EVENT_DEPTH, TouchpointEvent
 from projections.engine import EngineCounters, Row
+from projections.native_engine import REFUSED, NativeEngine
 
 
 class Kind(StrEnum):
@@ -83,6 +85,33 @@ class Intake:
         if isinstance(checked, Rejection):
             return self.refuse(raw, source, position, checked)
         return self.take(checked, raw, source, position, partition)
+
+    def offer_batch(self, records: Sequence[tuple[int, bytes]], source: str) -> list[Verdict]:
+        """offer() for each (position, raw) record of one unpartitioned source, in order; returns
+        only the verdicts that carry a quarantine row (rejected, or late). A NativeEngine decodes,
+        checks and folds the batch natively and hands back only the records it refused."""
+        engine = self.engine
+        if not isinstance(engine, NativeEngine):
+            verdicts = (self.offer(raw, source, position) for position, raw in records)
+            return [verdict for verdict in verdicts if verdict.quarantine is not None]
+        out = []
+        # Every exception is a refusal that changes no journey, so handling them after the batch
+        # gives the verdicts, rows and counters of offering record by record.
+        for index, code, refusal in engine.feed_raw(
+            [raw for _, raw in records], self.not_after_ms, self.max_depth
+        ):
+            position, raw = records[index]
+            if code == REFUSED and refusal is not None:
+                reason, detail, field = refusal
+                rejection = Rejection(BadReason(reason), detail, field)
+                out.append(
+                    Verdict(Kind.REJECTED, None, rejection, self._row(source, position, rejection, raw))
+                )
+                continue
+            verdict = self.offer(raw, source, position)
+            if verdict.quarantine is not None:
+                out.append(verdict)
+        return out
 
     def refuse(self, raw: bytes, source: str, position: int, rejection: Rejection) -> Verdict:
         """A record refused before it reached the engine (e.g. by an HTTP body's own checks)."""

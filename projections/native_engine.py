@@ -15,6 +15,7 @@ from projections.native import native_module
 from projections.occurrence import Occurrence
 
 ACCEPTED, DUPLICATE, TOO_LATE = 0, 1, 2  # what the native accept() returns
+REFUSED, FALLBACK = 0, 1  # the exceptions of the native feed_raw()
 TOO_LATE_DETAIL = "older than the allowed lateness; this customer's journey there is already final"
 
 
@@ -113,6 +114,25 @@ class NativeEngine:
         if placement == DUPLICATE:
             counters.duplicates += 1
         return None
+
+    def feed_raw(
+        self, lines: list[bytes], not_after_ms: int | None, max_depth: int
+    ) -> list[tuple[int, int, tuple[str, str, str | None] | None]]:
+        """Decode, check and fold raw records natively (one stream, no partitions).
+
+        Returns the exceptions in order: (index, REFUSED, (reason, detail, field)) for a record the
+        contract refuses, already counted as bad; (index, FALLBACK, None) for one that must go
+        through Intake.offer (a registry, persona, future, depth or lateness refusal), not counted.
+        """
+        exceptions, (received, accepted, duplicates, bad) = self._inner.feed_raw(
+            lines, not_after_ms, max_depth
+        )
+        counters = self.counters
+        counters.received += received
+        counters.accepted += accepted
+        counters.duplicates += duplicates
+        counters.bad += bad
+        return exceptions  # type: ignore[no-any-return]
 
     def count_bad(self) -> None:
         """Count a record rejected before it reached the engine (undecodable, schema)."""

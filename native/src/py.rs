@@ -1,5 +1,6 @@
 //! Python bindings (module `projections._native`); the Python side wraps them in projections/native.py.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
@@ -280,6 +281,11 @@ struct PyEngine {
     inner: Engine,
     scenario: Py<PyString>,
 }
+
+const FEED_REJECTED: u8 = 0;
+const FEED_FALLBACK: u8 = 1;
+type FeedException = (usize, u8, Option<(&'static str, String, Option<String>)>);
+type FeedResult = (Vec<FeedException>, (usize, usize, usize, usize));
 
 const PLACEMENT_ACCEPTED: u8 = 0;
 const PLACEMENT_DUPLICATE: u8 = 1;
@@ -569,6 +575,86 @@ impl PyEngine {
         placement_code(self.inner.accept(event, extras, stream_time))
     }
 
+    /// Decode, check and fold a batch of raw records without Python objects per accepted event.
+    ///
+    /// Returns (exceptions, (received, accepted, duplicates, bad)): exceptions are
+    /// (index, 0, (reason, detail, field)) for a record the contract refuses (counted as bad), and
+    /// (index, 1, None) for one the caller must offer through the full Python path (a registry or
+    /// persona problem, a future timestamp, too deep, too late), neither folded nor counted here.
+    #[pyo3(signature = (lines, not_after_ms, max_depth))]
+    fn feed_raw(
+        &mut self,
+        lines: &Bound<'_, PyList>,
+        not_after_ms: Option<i64>,
+        max_depth: usize,
+    ) -> PyResult<FeedResult> {
+        let mut exceptions = Vec::new();
+        let (mut received, mut accepted, mut duplicates, mut bad) = (0usize, 0usize, 0usize, 0usize);
+        for (index, item) in lines.iter().enumerate() {
+            let raw = item.cast::<PyBytes>()?;
+            let e = match event::check_event(raw.as_bytes()) {
+                Ok(e) => e,
+                Err(r) => {
+                    received += 1;
+                    bad += 1;
+                    exceptions.push((index, FEED_REJECTED, Some((r.reason, r.detail, r.field))));
+                    continue;
+                }
+            };
+            let ts = e.occurred_ms();
+            let model = &self.inner.model;
+            let simple = not_after_ms.is_none_or(|bound| ts <= bound)
+                && e.attributes.as_deref().is_none_or(|a| event::json_depth(a) < max_depth) // 1 + depth <= max
+                && model.channel_of.get(e.touchpoint.as_ref()).is_some_and(|c| *c == e.channel)
+                && e.persona.as_deref().is_none_or(|p| model.by_persona.contains_key(p));
+            if !simple {
+                exceptions.push((index, FEED_FALLBACK, None));
+                continue;
+            }
+            let (survey_kind, survey_score, survey_comment) = match e.survey {
+                Some(survey) => {
+                    (Some(survey.kind.to_string()), Some(survey.score), survey.comment.map(Cow::into_owned))
+                }
+                None => (None, None, None),
+            };
+            let attributes = match e.attributes {
+                Some(bytes) => {
+                    String::from_utf8(bytes).map_err(|err| PyValueError::new_err(err.to_string()))?
+                }
+                None => "{}".to_string(),
+            };
+            let event = Event {
+                core: Occurrence {
+                    ts,
+                    event_id: e.event_id.into_owned(),
+                    touchpoint: e.touchpoint.into_owned(),
+                    channel: e.channel.into_owned(),
+                },
+                outcome: e.outcome.map(str::to_string),
+                persona: e.persona.map(Cow::into_owned),
+                employee_id: e.employee_id.map(Cow::into_owned),
+                survey_kind,
+                survey_score,
+            };
+            let extras = EventExtras {
+                customer_id: e.customer_id.into_owned(),
+                survey_comment,
+                attributes,
+                source: e.source.map(Cow::into_owned),
+            };
+            match self.inner.accept(event, extras, None) {
+                // Nothing changed: the full path refuses it again, with the verdict the shell needs.
+                Placement::TooLate => exceptions.push((index, FEED_FALLBACK, None)),
+                placement => {
+                    received += 1;
+                    accepted += 1;
+                    duplicates += usize::from(placement == Placement::Duplicate);
+                }
+            }
+        }
+        Ok((exceptions, (received, accepted, duplicates, bad)))
+    }
+
     fn advance(&mut self, watermark: i64) {
         self.inner.advance(watermark);
     }
@@ -577,6 +663,11 @@ impl PyEngine {
     fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let rows = self.inner.drain();
         self.tables(py, rows)
+    }
+
+    /// drain() without handing the rows to Python: how many there were (for measurements).
+    fn drain_count(&mut self) -> usize {
+        self.inner.drain().len()
     }
 
     /// Per customer changed since the last drain: (customer_id, {table: [row, ...]}).
