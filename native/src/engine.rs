@@ -8,26 +8,8 @@ use std::rc::Rc;
 use crate::alignment::{format_duration, Deviation};
 use crate::blake2b;
 use crate::fold::{self, CustomerState, Event, Instance, Model, Placement, Status, NEVER};
+use crate::rows::{EventCols, Rows};
 use crate::signals;
-
-/// touchpoint_events: the event as stored (the scenario is added by who writes the row).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    pub event_id: String,
-    pub customer_id: String,
-    pub ts: i64,
-    pub channel: String,
-    pub touchpoint: String,
-    pub owner: String,
-    pub persona: Option<String>,
-    pub outcome: Option<String>,
-    pub employee_id: Option<String>,
-    pub survey_kind: Option<String>,
-    pub survey_score: Option<i64>,
-    pub survey_comment: Option<String>,
-    pub attributes: String,
-    pub source: Option<String>,
-}
 
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]
@@ -36,136 +18,6 @@ pub struct EventExtras {
     pub survey_comment: Option<String>,
     pub attributes: String,
     pub source: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceRow {
-    pub instance_id: String,
-    pub customer_id: String,
-    pub persona: String,
-    pub journey_id: String,
-    pub journey_version: i64,
-    pub status: &'static str,
-    pub end_reason: Option<&'static str>,
-    pub path: Vec<String>,
-    pub path_event_ids: Vec<String>,
-    pub events: usize,
-    pub cost: u32,
-    pub fitness: f64,
-    pub deviation_count: usize,
-    pub started_at: i64,
-    pub last_event_at: i64,
-    pub ended_at: Option<i64>,
-    pub version: u64,
-    pub is_deleted: u8,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviationRow {
-    pub instance_id: String,
-    pub idx: usize,
-    pub customer_id: String,
-    pub persona: String,
-    pub journey_id: String,
-    pub journey_version: i64,
-    pub kind: &'static str,
-    pub step: String,
-    pub touchpoint: String,
-    pub channel: String,
-    pub owner: String,
-    pub ts: i64,
-    pub event_ids: Vec<String>,
-    pub detail: String,
-    pub cost: u32,
-    pub version: u64,
-    pub is_deleted: u8,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FrictionRow {
-    pub instance_id: String,
-    pub idx: usize,
-    pub signal_id: String,
-    pub customer_id: String,
-    pub persona: String,
-    pub journey_id: String,
-    pub journey_version: i64,
-    pub touchpoint: String,
-    pub owner: String,
-    pub kind: &'static str,
-    pub weight: f64,
-    pub ts: i64,
-    pub event_ids: Vec<String>,
-    pub version: u64,
-    pub is_deleted: u8,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DelightRow {
-    pub instance_id: String,
-    pub idx: usize,
-    pub customer_id: String,
-    pub persona: String,
-    pub touchpoint: String,
-    pub owner: String,
-    pub employee_id: Option<String>,
-    pub survey_kind: String,
-    pub score: i64,
-    pub ts: i64,
-    pub event_ids: Vec<String>,
-    pub version: u64,
-    pub is_deleted: u8,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttributionRow {
-    pub support_event_id: String,
-    pub instance_id: String,
-    pub customer_id: String,
-    pub persona: String,
-    pub support_touchpoint: String,
-    pub upstream_touchpoint: Option<String>,
-    pub upstream_owner: Option<String>,
-    pub upstream_event_id: Option<String>,
-    pub rule: &'static str,
-    pub ts: i64,
-    pub version: u64,
-    pub is_deleted: u8,
-}
-
-/// Rows for each projection table the engine writes, in the order the reference adds them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rows {
-    pub events: Vec<EventRow>,
-    pub instances: Vec<InstanceRow>,
-    pub deviations: Vec<DeviationRow>,
-    pub friction: Vec<FrictionRow>,
-    pub delight: Vec<DelightRow>,
-    pub attribution: Vec<AttributionRow>,
-}
-
-impl Rows {
-    pub fn len(&self) -> usize {
-        self.events.len()
-            + self.instances.len()
-            + self.deviations.len()
-            + self.friction.len()
-            + self.delight.len()
-            + self.attribution.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn extend(&mut self, other: Rows) {
-        self.events.extend(other.events);
-        self.instances.extend(other.instances);
-        self.deviations.extend(other.deviations);
-        self.friction.extend(other.friction);
-        self.delight.extend(other.delight);
-        self.attribution.extend(other.attribution);
-    }
 }
 
 /// Content-derived id of a signal: the same evidence always has the same id.
@@ -181,29 +33,54 @@ pub fn signal_id_of(instance_id: &str, kind: &str, touchpoint: &str, event_ids: 
 
 struct Customer {
     state: CustomerState,
-    queued: bool,           // in `dirty` since the last drain
-    pending: Vec<EventRow>, // touchpoint_events rows not drained yet
+    queued: bool,        // in `dirty` since the last drain
+    pending: Vec<usize>, // its touchpoint_events rows (in Engine::events) not drained yet
 }
+
+/// Where one customer's rows end in a drain's tables (exclusive, in Rows::tables() order).
+pub type RowEnds = [usize; 6];
 
 /// The pure journey engine of one scenario (JourneyEngine): no I/O, time comes from event time.
 pub struct Engine {
     pub model: Model,
+    pub scenario: String,
     pub watermark: i64,
     customers: HashMap<Rc<str>, Customer>,
     dirty: Vec<Rc<str>>,
     deadlines: BinaryHeap<Reverse<(i64, Rc<str>)>>,
     single_stream: bool,
+    events: EventCols, // accepted events' rows in arrival order, until the next drain
+}
+
+fn copy_event_row(to: &mut EventCols, from: &EventCols, i: usize) {
+    to.scenario.push(from.scenario.get(i));
+    to.event_id.push(from.event_id.get(i));
+    to.customer_id.push(from.customer_id.get(i));
+    to.occurred_at.push(from.occurred_at[i]);
+    to.channel.push(from.channel.get(i));
+    to.touchpoint.push(from.touchpoint.get(i));
+    to.owner_team.push(from.owner_team.get(i));
+    to.persona.push(from.persona.get(i));
+    to.outcome.push(from.outcome.get(i));
+    to.employee_id.push(from.employee_id.get(i));
+    to.survey_kind.push(from.survey_kind.get(i));
+    to.survey_score.push(from.survey_score.get(i));
+    to.survey_comment.push(from.survey_comment.get(i));
+    to.attributes.push(from.attributes.get(i));
+    to.source.push(from.source.get(i));
 }
 
 impl Engine {
-    pub fn new(model: Model) -> Self {
+    pub fn new(model: Model, scenario: String) -> Self {
         Engine {
             model,
+            scenario,
             watermark: NEVER,
             customers: HashMap::new(),
             dirty: Vec::new(),
             deadlines: BinaryHeap::new(),
             single_stream: true,
+            events: EventCols::default(),
         }
     }
 
@@ -225,27 +102,30 @@ impl Engine {
             self.single_stream = false;
             customer.state.stream_time = customer.state.stream_time.max(stream_time);
         }
-        let row = EventRow {
-            event_id: event.core.event_id.clone(),
-            customer_id: extras.customer_id,
-            ts,
-            channel: event.core.channel.clone(),
-            touchpoint: event.core.touchpoint.clone(),
-            owner: self.model.owner_of.get(&event.core.touchpoint).cloned().unwrap_or_default(),
-            persona: event.persona.clone(),
-            outcome: event.outcome.clone(),
-            employee_id: event.employee_id.clone(),
-            survey_kind: event.survey_kind.clone(),
-            survey_score: event.survey_score,
-            survey_comment: extras.survey_comment,
-            attributes: extras.attributes,
-            source: extras.source,
-        };
+        // The row is written before folding (which takes the event) and dropped if not accepted.
+        let rows = &mut self.events;
+        let mark = rows.occurred_at.len();
+        rows.scenario.push(&self.scenario);
+        rows.event_id.push(&event.core.event_id);
+        rows.customer_id.push(&extras.customer_id);
+        rows.occurred_at.push(ts);
+        rows.channel.push(&event.core.channel);
+        rows.touchpoint.push(&event.core.touchpoint);
+        rows.owner_team.push(self.model.owner_of.get(&event.core.touchpoint).map_or("", String::as_str));
+        rows.persona.push(event.persona.as_deref());
+        rows.outcome.push(event.outcome.as_deref());
+        rows.employee_id.push(event.employee_id.as_deref());
+        rows.survey_kind.push(event.survey_kind.as_deref());
+        rows.survey_score.push(event.survey_score);
+        rows.survey_comment.push(extras.survey_comment.as_deref());
+        rows.attributes.push(&extras.attributes);
+        rows.source.push(extras.source.as_deref());
         let placement = fold::add_event(&mut customer.state, &mut self.model, event, self.watermark);
         if placement != Placement::Accepted {
+            truncate_events(&mut self.events, mark);
             return placement;
         }
-        customer.pending.push(row);
+        customer.pending.push(mark);
         if !customer.queued {
             customer.queued = true;
             self.dirty.push(key.clone());
@@ -275,35 +155,37 @@ impl Engine {
         }
     }
 
-    /// Per customer changed since the last drain: its id and new rows (JourneyEngine.drain_updates).
-    pub fn drain_updates(&mut self) -> Vec<(Rc<str>, Rows)> {
+    /// Rows of every customer changed since the last drain, customer after customer, and where
+    /// each customer's rows end (JourneyEngine.drain_updates without the states).
+    pub fn drain_updates(&mut self) -> (Rows, Vec<(Rc<str>, RowEnds)>) {
         self.advance(self.watermark);
         let lateness = self.model.allowed_lateness;
         let dirty = std::mem::take(&mut self.dirty);
-        let mut updates = Vec::with_capacity(dirty.len());
+        let accepted = std::mem::take(&mut self.events);
+        let mut rows = Rows::default();
+        let mut ends = Vec::with_capacity(dirty.len());
         for key in dirty {
             let customer = self.customers.get_mut(&key).expect("dirty customers are known");
             customer.queued = false;
-            let mut rows = Rows { events: std::mem::take(&mut customer.pending), ..Rows::default() };
-            render_customer(&self.model, &mut customer.state, &mut rows);
+            for i in customer.pending.drain(..) {
+                copy_event_row(&mut rows.events, &accepted, i);
+            }
+            render_customer(&self.model, &self.scenario, &mut customer.state, &mut rows);
             let stream_time = if self.single_stream { self.watermark } else { customer.state.stream_time };
             fold::forget_settled(&mut customer.state, &self.model, stream_time - lateness);
-            updates.push((key, rows));
+            ends.push((key, rows.tables().map(|(_, n, _)| n)));
         }
-        updates
+        (rows, ends)
     }
 
     /// Rows of everything accepted or changed since the last drain.
     pub fn drain(&mut self) -> Rows {
-        let mut all = Rows::default();
-        for (_, rows) in self.drain_updates() {
-            all.extend(rows);
-        }
-        all
+        self.drain_updates().0
     }
 
-    /// Fold one customer's recorded events and render their rows as of the watermark; the state
-    /// is dropped afterwards (JourneyEngine.replay_customer). Returns how many were duplicates.
+    /// Fold one customer's recorded events and render their rows (into `rows`) as of the
+    /// watermark; the state is dropped afterwards (JourneyEngine.replay_customer). Returns how
+    /// many were duplicates.
     pub fn replay_customer(&mut self, customer_id: &str, events: Vec<Event>, rows: &mut Rows) -> usize {
         let mut state = CustomerState::new(customer_id.to_string());
         state.stream_time = self.watermark;
@@ -314,13 +196,14 @@ impl Engine {
             }
         }
         fold::expire(&mut state, &self.model, self.watermark);
-        render_customer(&self.model, &mut state, rows);
+        render_customer(&self.model, &self.scenario, &mut state, rows);
         duplicates
     }
 
     /// Drop pending deadlines, changes and event rows (after a rebalance).
     pub fn forget_cached(&mut self) {
         self.deadlines.clear();
+        self.events = EventCols::default();
         for key in std::mem::take(&mut self.dirty) {
             if let Some(customer) = self.customers.get_mut(&key) {
                 customer.queued = false;
@@ -343,54 +226,89 @@ impl Engine {
     }
 }
 
-fn render_customer(model: &Model, state: &mut CustomerState, rows: &mut Rows) {
+/// Drop the event rows from `mark` on (an event that was not accepted after all).
+fn truncate_events(rows: &mut EventCols, mark: usize) {
+    fn strs(c: &mut crate::rows::Strs, mark: usize) {
+        c.offsets.truncate(mark + 1);
+        c.data.truncate(c.offsets[mark] as usize);
+    }
+    fn opt(c: &mut crate::rows::OptStrs, mark: usize) {
+        strs(&mut c.values, mark);
+        c.valid.truncate(mark);
+    }
+    for c in [&mut rows.scenario, &mut rows.event_id, &mut rows.customer_id, &mut rows.channel] {
+        strs(c, mark);
+    }
+    for c in [&mut rows.touchpoint, &mut rows.owner_team, &mut rows.attributes] {
+        strs(c, mark);
+    }
+    rows.occurred_at.truncate(mark);
+    for c in [&mut rows.persona, &mut rows.outcome, &mut rows.employee_id, &mut rows.survey_kind] {
+        opt(c, mark);
+    }
+    for c in [&mut rows.survey_comment, &mut rows.source] {
+        opt(c, mark);
+    }
+    rows.survey_score.values.truncate(mark);
+    rows.survey_score.valid.truncate(mark);
+}
+
+fn render_customer(model: &Model, scenario: &str, state: &mut CustomerState, rows: &mut Rows) {
     let version = state.revision;
     let retired = std::mem::take(&mut state.retired);
     let live: HashSet<&str> = state.instances.iter().map(|i| i.instance_id.as_str()).collect();
     for gone in &retired {
         // Never written: nothing to delete; an id that lives on is rewritten below.
         if gone.written && !live.contains(gone.instance_id.as_str()) {
-            tombstone(model, &state.customer_id, gone, version, rows);
+            tombstone(model, scenario, &state.customer_id, gone, version, rows);
         }
     }
     drop(live);
     let customer_id = state.customer_id.clone();
     for instance in &mut state.instances {
         if instance.dirty {
-            render_instance(model, &customer_id, instance, version, rows);
+            render_instance(model, scenario, &customer_id, instance, version, rows);
             instance.dirty = false;
         }
     }
 }
 
-fn tombstone(model: &Model, customer_id: &str, gone: &Instance, version: u64, rows: &mut Rows) {
+fn tombstone(
+    model: &Model,
+    scenario: &str,
+    customer_id: &str,
+    gone: &Instance,
+    version: u64,
+    rows: &mut Rows,
+) {
     let journey = &model.journeys[gone.journey];
-    rows.instances.push(InstanceRow {
-        instance_id: gone.instance_id.clone(),
-        customer_id: customer_id.to_string(),
-        persona: gone.persona.clone(),
-        journey_id: journey.id.clone(),
-        journey_version: journey.version,
-        status: gone.status().as_str(),
-        end_reason: None,
-        path: Vec::new(),
-        path_event_ids: Vec::new(),
-        events: 0,
-        cost: 0,
-        fitness: 0.0,
-        deviation_count: 0,
-        started_at: gone.events[0].core.ts,
-        last_event_at: gone.events[gone.events.len() - 1].core.ts,
-        ended_at: None,
-        version,
-        is_deleted: 1,
-    });
-    tombstone_tail(model, customer_id, gone, version, rows, [0, 0, 0]);
+    let t = &mut rows.instances;
+    t.scenario.push(scenario);
+    t.instance_id.push(&gone.instance_id);
+    t.customer_id.push(customer_id);
+    t.persona.push(&gone.persona);
+    t.journey_id.push(&journey.id);
+    t.journey_version.push(journey.version as u32);
+    t.status.push(gone.status().as_str());
+    t.end_reason.push(None);
+    t.path.push([]);
+    t.path_event_ids.push([]);
+    t.events.push(0);
+    t.cost.push(0);
+    t.fitness.push(0.0);
+    t.deviation_count.push(0);
+    t.started_at.push(gone.events[0].core.ts);
+    t.last_event_at.push(gone.events[gone.events.len() - 1].core.ts);
+    t.ended_at.push(None);
+    t.version.push(version);
+    t.is_deleted.push(1);
+    tombstone_tail(model, scenario, customer_id, gone, version, rows, [0, 0, 0]);
 }
 
 /// Delete rows idx >= keep[i] that an earlier render wrote for this instance.
 fn tombstone_tail(
     model: &Model,
+    scenario: &str,
     customer_id: &str,
     instance: &Instance,
     version: u64,
@@ -399,74 +317,82 @@ fn tombstone_tail(
 ) {
     let ts = instance.events[0].core.ts;
     let journey = &model.journeys[instance.journey];
+    let jver = journey.version as u32;
+    let t = &mut rows.deviations;
     for idx in keep[0]..instance.emitted[0] {
-        rows.deviations.push(DeviationRow {
-            instance_id: instance.instance_id.clone(),
-            idx,
-            customer_id: customer_id.to_string(),
-            persona: instance.persona.clone(),
-            journey_id: journey.id.clone(),
-            journey_version: journey.version,
-            kind: "",
-            step: String::new(),
-            touchpoint: String::new(),
-            channel: String::new(),
-            owner: String::new(),
-            ts,
-            event_ids: Vec::new(),
-            detail: String::new(),
-            cost: 0,
-            version,
-            is_deleted: 1,
-        });
+        t.scenario.push(scenario);
+        t.instance_id.push(&instance.instance_id);
+        t.idx.push(idx as u16);
+        t.customer_id.push(customer_id);
+        t.persona.push(&instance.persona);
+        t.journey_id.push(&journey.id);
+        t.journey_version.push(jver);
+        t.kind.push("");
+        t.step.push("");
+        t.touchpoint.push("");
+        t.channel.push("");
+        t.owner_team.push("");
+        t.occurred_at.push(ts);
+        t.event_ids.push([]);
+        t.detail.push("");
+        t.cost.push(0);
+        t.version.push(version);
+        t.is_deleted.push(1);
     }
+    let t = &mut rows.friction;
     for idx in keep[1]..instance.emitted[1] {
-        rows.friction.push(FrictionRow {
-            instance_id: instance.instance_id.clone(),
-            idx,
-            signal_id: String::new(),
-            customer_id: customer_id.to_string(),
-            persona: instance.persona.clone(),
-            journey_id: journey.id.clone(),
-            journey_version: journey.version,
-            touchpoint: String::new(),
-            owner: String::new(),
-            kind: "",
-            weight: 0.0,
-            ts,
-            event_ids: Vec::new(),
-            version,
-            is_deleted: 1,
-        });
+        t.scenario.push(scenario);
+        t.instance_id.push(&instance.instance_id);
+        t.idx.push(idx as u16);
+        t.signal_id.push("");
+        t.customer_id.push(customer_id);
+        t.persona.push(&instance.persona);
+        t.journey_id.push(&journey.id);
+        t.journey_version.push(jver);
+        t.touchpoint.push("");
+        t.owner_team.push("");
+        t.kind.push("");
+        t.weight.push(0.0);
+        t.occurred_at.push(ts);
+        t.event_ids.push([]);
+        t.version.push(version);
+        t.is_deleted.push(1);
     }
+    let t = &mut rows.delight;
     for idx in keep[2]..instance.emitted[2] {
-        rows.delight.push(DelightRow {
-            instance_id: instance.instance_id.clone(),
-            idx,
-            customer_id: customer_id.to_string(),
-            persona: instance.persona.clone(),
-            touchpoint: String::new(),
-            owner: String::new(),
-            employee_id: None,
-            survey_kind: String::new(),
-            score: 0,
-            ts,
-            event_ids: Vec::new(),
-            version,
-            is_deleted: 1,
-        });
+        t.scenario.push(scenario);
+        t.instance_id.push(&instance.instance_id);
+        t.idx.push(idx as u16);
+        t.customer_id.push(customer_id);
+        t.persona.push(&instance.persona);
+        t.touchpoint.push("");
+        t.owner_team.push("");
+        t.employee_id.push(None);
+        t.survey_kind.push("");
+        t.score.push(0);
+        t.occurred_at.push(ts);
+        t.event_ids.push([]);
+        t.version.push(version);
+        t.is_deleted.push(1);
     }
 }
 
 const DEVIATING_KINDS: [&str; 4] =
     ["unexpected_step", "out_of_order", "repeated_step", "time_budget_exceeded"];
 
-fn owner(model: &Model, touchpoint: &str) -> String {
-    model.owner_of.get(touchpoint).cloned().unwrap_or_default()
+fn owner<'m>(model: &'m Model, touchpoint: &str) -> &'m str {
+    model.owner_of.get(touchpoint).map_or("", String::as_str)
 }
 
 /// The instance row and its deviation, friction, delight and attribution rows (render_instance).
-fn render_instance(model: &Model, customer_id: &str, instance: &mut Instance, version: u64, rows: &mut Rows) {
+fn render_instance(
+    model: &Model,
+    scenario: &str,
+    customer_id: &str,
+    instance: &mut Instance,
+    version: u64,
+    rows: &mut Rows,
+) {
     let journey = &model.journeys[instance.journey];
     let events = &instance.events;
     let path: Vec<&str> = events.iter().map(|e| e.core.touchpoint.as_str()).collect();
@@ -507,105 +433,106 @@ fn render_instance(model: &Model, customer_id: &str, instance: &mut Instance, ve
         signals::friction_of(events, &deviations, &attributions, status == Status::Abandoned, settings);
     let delight = signals::delight_of(events, settings);
 
-    let iid = &instance.instance_id;
-    let persona = &instance.persona;
-    rows.instances.push(InstanceRow {
-        instance_id: iid.clone(),
-        customer_id: customer_id.to_string(),
-        persona: persona.clone(),
-        journey_id: journey.id.clone(),
-        journey_version: journey.version,
-        status: status.as_str(),
-        end_reason: instance.closure.map(|c| c.as_str()),
-        path: path.iter().map(|t| t.to_string()).collect(),
-        path_event_ids: events.iter().map(|e| e.core.event_id.clone()).collect(),
-        events: path.len(),
-        cost,
-        fitness,
-        deviation_count: deviations.len(),
-        started_at: events[0].core.ts,
-        last_event_at: last.core.ts,
-        ended_at: instance.closure.map(|_| last.core.ts),
-        version,
-        is_deleted: 0,
-    });
+    let iid = instance.instance_id.as_str();
+    let persona = instance.persona.as_str();
+    let jver = journey.version as u32;
+    let t = &mut rows.instances;
+    t.scenario.push(scenario);
+    t.instance_id.push(iid);
+    t.customer_id.push(customer_id);
+    t.persona.push(persona);
+    t.journey_id.push(&journey.id);
+    t.journey_version.push(jver);
+    t.status.push(status.as_str());
+    t.end_reason.push(instance.closure.map(|c| c.as_str()));
+    t.path.push(path.iter().copied());
+    t.path_event_ids.push(events.iter().map(|e| e.core.event_id.as_str()));
+    t.events.push(path.len() as u32);
+    t.cost.push(cost);
+    t.fitness.push(fitness);
+    t.deviation_count.push(deviations.len() as u32);
+    t.started_at.push(events[0].core.ts);
+    t.last_event_at.push(last.core.ts);
+    t.ended_at.push(instance.closure.map(|_| last.core.ts));
+    t.version.push(version);
+    t.is_deleted.push(0);
     let counts = [deviations.len(), friction.len(), delight.len()];
-    for (idx, deviation) in deviations.into_iter().enumerate() {
-        rows.deviations.push(DeviationRow {
-            instance_id: iid.clone(),
-            idx,
-            customer_id: customer_id.to_string(),
-            persona: persona.clone(),
-            journey_id: journey.id.clone(),
-            journey_version: journey.version,
-            kind: deviation.kind,
-            step: deviation.step,
-            owner: owner(model, &deviation.touchpoint),
-            touchpoint: deviation.touchpoint,
-            channel: deviation.channel,
-            ts: deviation.ts,
-            event_ids: deviation.event_ids,
-            detail: deviation.detail,
-            cost: deviation.cost,
-            version,
-            is_deleted: 0,
-        });
+    let t = &mut rows.deviations;
+    for (idx, deviation) in deviations.iter().enumerate() {
+        t.scenario.push(scenario);
+        t.instance_id.push(iid);
+        t.idx.push(idx as u16);
+        t.customer_id.push(customer_id);
+        t.persona.push(persona);
+        t.journey_id.push(&journey.id);
+        t.journey_version.push(jver);
+        t.kind.push(deviation.kind);
+        t.step.push(&deviation.step);
+        t.touchpoint.push(&deviation.touchpoint);
+        t.channel.push(&deviation.channel);
+        t.owner_team.push(owner(model, &deviation.touchpoint));
+        t.occurred_at.push(deviation.ts);
+        t.event_ids.push(deviation.event_ids.iter().map(String::as_str));
+        t.detail.push(&deviation.detail);
+        t.cost.push(deviation.cost as u8);
+        t.version.push(version);
+        t.is_deleted.push(0);
     }
-    for (idx, signal) in friction.into_iter().enumerate() {
-        rows.friction.push(FrictionRow {
-            instance_id: iid.clone(),
-            idx,
-            signal_id: signal_id_of(iid, signal.kind, &signal.touchpoint, &signal.event_ids),
-            customer_id: customer_id.to_string(),
-            persona: persona.clone(),
-            journey_id: journey.id.clone(),
-            journey_version: journey.version,
-            owner: owner(model, &signal.touchpoint),
-            touchpoint: signal.touchpoint,
-            kind: signal.kind,
-            weight: signal.weight,
-            ts: signal.ts,
-            event_ids: signal.event_ids,
-            version,
-            is_deleted: 0,
-        });
+    let t = &mut rows.friction;
+    for (idx, signal) in friction.iter().enumerate() {
+        t.scenario.push(scenario);
+        t.instance_id.push(iid);
+        t.idx.push(idx as u16);
+        t.signal_id.push(&signal_id_of(iid, signal.kind, &signal.touchpoint, &signal.event_ids));
+        t.customer_id.push(customer_id);
+        t.persona.push(persona);
+        t.journey_id.push(&journey.id);
+        t.journey_version.push(jver);
+        t.touchpoint.push(&signal.touchpoint);
+        t.owner_team.push(owner(model, &signal.touchpoint));
+        t.kind.push(signal.kind);
+        t.weight.push(signal.weight);
+        t.occurred_at.push(signal.ts);
+        t.event_ids.push(signal.event_ids.iter().map(String::as_str));
+        t.version.push(version);
+        t.is_deleted.push(0);
     }
-    for (idx, delighted) in delight.into_iter().enumerate() {
-        rows.delight.push(DelightRow {
-            instance_id: iid.clone(),
-            idx,
-            customer_id: customer_id.to_string(),
-            persona: persona.clone(),
-            owner: owner(model, &delighted.touchpoint),
-            touchpoint: delighted.touchpoint,
-            employee_id: delighted.employee_id,
-            survey_kind: delighted.survey_kind,
-            score: delighted.score,
-            ts: delighted.ts,
-            event_ids: delighted.event_ids,
-            version,
-            is_deleted: 0,
-        });
+    let t = &mut rows.delight;
+    for (idx, delighted) in delight.iter().enumerate() {
+        t.scenario.push(scenario);
+        t.instance_id.push(iid);
+        t.idx.push(idx as u16);
+        t.customer_id.push(customer_id);
+        t.persona.push(persona);
+        t.touchpoint.push(&delighted.touchpoint);
+        t.owner_team.push(owner(model, &delighted.touchpoint));
+        t.employee_id.push(delighted.employee_id.as_deref());
+        t.survey_kind.push(&delighted.survey_kind);
+        t.score.push(delighted.score as i16);
+        t.occurred_at.push(delighted.ts);
+        t.event_ids.push(delighted.event_ids.iter().map(String::as_str));
+        t.version.push(version);
+        t.is_deleted.push(0);
     }
+    let t = &mut rows.attribution;
     for item in &attributions {
         let support = &events[item.support].core;
         let upstream = item.upstream.map(|u| &events[u].core);
-        rows.attribution.push(AttributionRow {
-            support_event_id: support.event_id.clone(),
-            instance_id: iid.clone(),
-            customer_id: customer_id.to_string(),
-            persona: persona.clone(),
-            support_touchpoint: support.touchpoint.clone(),
-            upstream_touchpoint: upstream.map(|u| u.touchpoint.clone()),
-            upstream_owner: upstream.map(|u| owner(model, &u.touchpoint)),
-            upstream_event_id: upstream.map(|u| u.event_id.clone()),
-            rule: item.rule,
-            ts: support.ts,
-            version,
-            is_deleted: 0,
-        });
+        t.scenario.push(scenario);
+        t.support_event_id.push(&support.event_id);
+        t.instance_id.push(iid);
+        t.customer_id.push(customer_id);
+        t.persona.push(persona);
+        t.support_touchpoint.push(&support.touchpoint);
+        t.upstream_touchpoint.push(upstream.map(|u| u.touchpoint.as_str()));
+        t.upstream_owner_team.push(upstream.map(|u| owner(model, &u.touchpoint)));
+        t.upstream_event_id.push(upstream.map(|u| u.event_id.as_str()));
+        t.rule.push(item.rule);
+        t.occurred_at.push(support.ts);
+        t.version.push(version);
+        t.is_deleted.push(0);
     }
-    tombstone_tail(model, customer_id, instance, version, rows, counts);
+    tombstone_tail(model, scenario, customer_id, instance, version, rows, counts);
     instance.emitted = counts;
     instance.written = true;
 }
@@ -615,6 +542,17 @@ mod tests {
     use super::*;
     use crate::alignment::{Journey, Occurrence, Step};
     use crate::fold::JourneySpec;
+    use crate::rows::InstanceCols;
+
+    fn copy_instance_row(to: &mut InstanceCols, from: &InstanceCols, i: usize) {
+        to.instance_id.push(from.instance_id.get(i));
+        to.status.push(from.status.get(i));
+        to.end_reason.push(from.end_reason.get(i));
+        to.path.push(from.path.get(i));
+        to.cost.push(from.cost[i]);
+        to.version.push(from.version[i]);
+        to.is_deleted.push(from.is_deleted[i]);
+    }
     use crate::signals::FrictionSettings;
 
     const HOUR: i64 = 3_600_000;
@@ -690,69 +628,78 @@ mod tests {
             .collect()
     }
 
-    /// The latest row of each instance (highest version wins, as ReplacingMergeTree keeps it).
-    fn latest(rows: &[InstanceRow]) -> Vec<InstanceRow> {
-        let mut by_id: HashMap<&str, &InstanceRow> = HashMap::new();
-        for row in rows {
-            let keep = by_id.get(row.instance_id.as_str()).is_none_or(|old| old.version <= row.version);
+    type Summary = (String, String, Option<String>, Vec<String>, u32, u8);
+
+    /// The latest row of each live instance (highest version wins, as ReplacingMergeTree keeps it):
+    /// (id, status, end reason, path, cost, deleted).
+    fn latest(t: &InstanceCols) -> Vec<Summary> {
+        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        for i in 0..t.version.len() {
+            let keep = by_id.get(t.instance_id.get(i)).is_none_or(|&old| t.version[old] <= t.version[i]);
             if keep {
-                by_id.insert(&row.instance_id, row);
+                by_id.insert(t.instance_id.get(i), i);
             }
         }
-        let mut out: Vec<InstanceRow> = by_id
+        let mut out: Vec<Summary> = by_id
             .into_values()
-            .filter(|r| r.is_deleted == 0)
-            .map(|r| InstanceRow { version: 0, ..r.clone() })
+            .filter(|&i| t.is_deleted[i] == 0)
+            .map(|i| {
+                let path = t.path.get(i).map(str::to_string).collect();
+                let reason = t.end_reason.get(i).map(str::to_string);
+                (t.instance_id.get(i).to_string(), t.status.get(i).to_string(), reason, path, t.cost[i], 0)
+            })
             .collect();
-        out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        out.sort();
         out
     }
 
     #[test]
     fn an_ideal_path_completes_at_no_cost_with_the_reference_ids() {
-        let mut engine = Engine::new(model());
+        let mut engine = Engine::new(model(), "live".into());
         feed(&mut engine, &[("e1", "web.a", 0), ("e2", "web.b", 10), ("e3", "web.c", 20)]);
         let rows = engine.drain();
-        assert_eq!(rows.events.len(), 3);
-        let instance = &rows.instances[0];
-        assert_eq!(
-            (instance.status, instance.end_reason, instance.cost),
-            ("completed", Some("final_step"), 0)
-        );
-        assert_eq!(instance.fitness, 1.0);
+        assert_eq!(rows.events.event_id.len(), 3);
+        let t = &rows.instances;
+        assert_eq!((t.status.get(0), t.end_reason.get(0), t.cost[0]), ("completed", Some("final_step"), 0));
+        assert_eq!(t.fitness[0], 1.0);
         // hashlib.blake2b on the Python side gives the same ids.
-        assert_eq!(instance.instance_id, "2ac722cb1255e3f9");
+        assert_eq!(t.instance_id.get(0), "2ac722cb1255e3f9");
         assert_eq!(signal_id_of("abc", "repeat", "web.a", &["e1".into(), "e2".into()]), "33cf2005ad523867");
-        assert!(rows.deviations.is_empty());
+        assert!(rows.deviations.version.is_empty());
     }
 
     #[test]
     fn arrival_order_does_not_change_the_final_rows() {
         let events =
             [("e1", "web.a", 0), ("e2", "web.b", 10), ("e3", "web.c", 20), ("e4", "web.a", 3 * HOUR)];
-        let mut in_order = Engine::new(model());
+        let mut in_order = Engine::new(model(), "live".into());
         feed(&mut in_order, &events);
-        let mut shuffled = Engine::new(model());
-        let mut reversed = Vec::new();
+        let mut shuffled = Engine::new(model(), "live".into());
+        let mut reversed = InstanceCols::default();
         for item in events.iter().rev() {
             feed(&mut shuffled, &[*item]);
-            reversed.extend(shuffled.drain().instances);
+            let rows = shuffled.drain();
+            for i in 0..rows.instances.version.len() {
+                copy_instance_row(&mut reversed, &rows.instances, i);
+            }
         }
-        assert!(reversed.iter().any(|r| r.is_deleted == 1), "a retired instance is tombstoned");
+        assert!(reversed.is_deleted.contains(&1), "a retired instance is tombstoned");
         assert_eq!(latest(&reversed), latest(&in_order.drain().instances));
     }
 
     #[test]
     fn duplicates_change_nothing_and_settled_journeys_refuse_late_events() {
-        let mut engine = Engine::new(model());
+        let mut engine = Engine::new(model(), "live".into());
         let placements = feed(&mut engine, &[("e1", "web.a", 0), ("e1", "web.a", 0)]);
         assert_eq!(placements, vec![Placement::Accepted, Placement::Duplicate]);
-        assert_eq!(engine.drain().events.len(), 1);
+        assert_eq!(engine.drain().events.event_id.len(), 1);
         feed(&mut engine, &[("e2", "web.a", 48 * HOUR)]);
         let rows = engine.drain();
-        let abandoned = rows.instances.iter().find(|r| r.path_event_ids == ["e1"]).expect("first instance");
-        assert_eq!((abandoned.status, abandoned.end_reason), ("abandoned", Some("idle")));
-        assert!(rows.deviations.iter().any(|d| d.kind == "abandoned"));
+        let t = &rows.instances;
+        let first =
+            (0..t.version.len()).find(|&i| t.path_event_ids.get(i).eq(["e1"])).expect("first instance");
+        assert_eq!((t.status.get(first), t.end_reason.get(first)), ("abandoned", Some("idle")));
+        assert!((0..rows.deviations.version.len()).any(|i| rows.deviations.kind.get(i) == "abandoned"));
         assert_eq!(feed(&mut engine, &[("e0", "web.b", 1)]), vec![Placement::TooLate]);
     }
 }

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod fold;
 pub mod json;
+pub mod rows;
 pub mod signals;
 
 #[cfg(feature = "python")]

@@ -9,9 +9,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::alignment::{self, Move, Occurrence, Op};
-use crate::engine::{Engine, EventExtras, Rows};
+use crate::engine::{Engine, EventExtras, RowEnds};
 use crate::event;
 use crate::fold::{Event, JourneySpec, Model, Placement};
+use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
@@ -279,7 +280,6 @@ fn event_of_tuple(t: OccurrenceTuple) -> Event {
 #[pyclass(name = "Engine", module = "projections._native", unsendable)]
 struct PyEngine {
     inner: Engine,
-    scenario: Py<PyString>,
 }
 
 const FEED_REJECTED: u8 = 0;
@@ -299,178 +299,89 @@ fn placement_code(placement: Placement) -> u8 {
     }
 }
 
-fn row<'py>(py: Python<'py>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-    Ok(PyTuple::new(py, items)?.into_any().unbind())
+fn cell(py: Python<'_>, column: &Column<'_>, i: usize) -> PyResult<Py<PyAny>> {
+    match column {
+        Column::Str(c) => obj(py, c.get(i)),
+        Column::OptStr(c) => obj(py, c.get(i)),
+        Column::StrList(c) => Ok(PyList::new(py, c.get(i))?.into_any().unbind()),
+        Column::I64(v) => obj(py, v[i]),
+        Column::OptI64(c) => obj(py, c.get(i)),
+        Column::I16(v) => obj(py, v[i]),
+        Column::U8(v) => obj(py, v[i]),
+        Column::U16(v) => obj(py, v[i]),
+        Column::U32(v) => obj(py, v[i]),
+        Column::U64(v) => obj(py, v[i]),
+        Column::F64(v) => obj(py, v[i]),
+    }
 }
 
-impl PyEngine {
-    /// Rows as {table name: [row tuple, ...]} with only the tables that have rows (as RowBatch.rows).
-    fn tables<'py>(&self, py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, PyDict>> {
-        let out = PyDict::new(py);
-        let s = || self.scenario.clone_ref(py).into_any();
-        if !rows.events.is_empty() {
-            let mut list = Vec::with_capacity(rows.events.len());
-            for r in rows.events {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.event_id)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.ts)?,
-                        obj(py, r.channel)?,
-                        obj(py, r.touchpoint)?,
-                        obj(py, r.owner)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.outcome)?,
-                        obj(py, r.employee_id)?,
-                        obj(py, r.survey_kind)?,
-                        obj(py, r.survey_score)?,
-                        obj(py, r.survey_comment)?,
-                        obj(py, r.attributes)?,
-                        obj(py, r.source)?,
-                    ],
-                )?);
-            }
-            out.set_item("touchpoint_events", list)?;
+/// Rows `from[t]..to[t]` of each table as {table name: [row tuple, ...]}, with only the tables
+/// that have rows (as RowBatch.rows).
+fn row_tuples<'py>(py: Python<'py>, rows: &Rows, from: RowEnds, to: RowEnds) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for (t, (name, _, columns)) in rows.tables().into_iter().enumerate() {
+        if from[t] == to[t] {
+            continue;
         }
-        if !rows.instances.is_empty() {
-            let mut list = Vec::with_capacity(rows.instances.len());
-            for r in rows.instances {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.instance_id)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.journey_id)?,
-                        obj(py, r.journey_version)?,
-                        obj(py, r.status)?,
-                        obj(py, r.end_reason)?,
-                        obj(py, r.path)?,
-                        obj(py, r.path_event_ids)?,
-                        obj(py, r.events)?,
-                        obj(py, r.cost)?,
-                        obj(py, r.fitness)?,
-                        obj(py, r.deviation_count)?,
-                        obj(py, r.started_at)?,
-                        obj(py, r.last_event_at)?,
-                        obj(py, r.ended_at)?,
-                        obj(py, r.version)?,
-                        obj(py, r.is_deleted)?,
-                    ],
-                )?);
-            }
-            out.set_item("journey_instances", list)?;
+        let mut list = Vec::with_capacity(to[t] - from[t]);
+        for i in from[t]..to[t] {
+            let cells = columns.iter().map(|c| cell(py, c, i)).collect::<PyResult<Vec<_>>>()?;
+            list.push(PyTuple::new(py, cells)?);
         }
-        if !rows.deviations.is_empty() {
-            let mut list = Vec::with_capacity(rows.deviations.len());
-            for r in rows.deviations {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.instance_id)?,
-                        obj(py, r.idx)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.journey_id)?,
-                        obj(py, r.journey_version)?,
-                        obj(py, r.kind)?,
-                        obj(py, r.step)?,
-                        obj(py, r.touchpoint)?,
-                        obj(py, r.channel)?,
-                        obj(py, r.owner)?,
-                        obj(py, r.ts)?,
-                        obj(py, r.event_ids)?,
-                        obj(py, r.detail)?,
-                        obj(py, r.cost)?,
-                        obj(py, r.version)?,
-                        obj(py, r.is_deleted)?,
-                    ],
-                )?);
-            }
-            out.set_item("deviations", list)?;
-        }
-        if !rows.friction.is_empty() {
-            let mut list = Vec::with_capacity(rows.friction.len());
-            for r in rows.friction {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.instance_id)?,
-                        obj(py, r.idx)?,
-                        obj(py, r.signal_id)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.journey_id)?,
-                        obj(py, r.journey_version)?,
-                        obj(py, r.touchpoint)?,
-                        obj(py, r.owner)?,
-                        obj(py, r.kind)?,
-                        obj(py, r.weight)?,
-                        obj(py, r.ts)?,
-                        obj(py, r.event_ids)?,
-                        obj(py, r.version)?,
-                        obj(py, r.is_deleted)?,
-                    ],
-                )?);
-            }
-            out.set_item("friction_signals", list)?;
-        }
-        if !rows.delight.is_empty() {
-            let mut list = Vec::with_capacity(rows.delight.len());
-            for r in rows.delight {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.instance_id)?,
-                        obj(py, r.idx)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.touchpoint)?,
-                        obj(py, r.owner)?,
-                        obj(py, r.employee_id)?,
-                        obj(py, r.survey_kind)?,
-                        obj(py, r.score)?,
-                        obj(py, r.ts)?,
-                        obj(py, r.event_ids)?,
-                        obj(py, r.version)?,
-                        obj(py, r.is_deleted)?,
-                    ],
-                )?);
-            }
-            out.set_item("delight_signals", list)?;
-        }
-        if !rows.attribution.is_empty() {
-            let mut list = Vec::with_capacity(rows.attribution.len());
-            for r in rows.attribution {
-                list.push(row(
-                    py,
-                    vec![
-                        s(),
-                        obj(py, r.support_event_id)?,
-                        obj(py, r.instance_id)?,
-                        obj(py, r.customer_id)?,
-                        obj(py, r.persona)?,
-                        obj(py, r.support_touchpoint)?,
-                        obj(py, r.upstream_touchpoint)?,
-                        obj(py, r.upstream_owner)?,
-                        obj(py, r.upstream_event_id)?,
-                        obj(py, r.rule)?,
-                        obj(py, r.ts)?,
-                        obj(py, r.version)?,
-                        obj(py, r.is_deleted)?,
-                    ],
-                )?);
-            }
-            out.set_item("support_attribution", list)?;
-        }
-        Ok(out)
+        out.set_item(name, list)?;
     }
+    Ok(out)
+}
+
+fn bytes_of<T: Copy>(py: Python<'_>, values: &[T]) -> Py<PyAny> {
+    // SAFETY: T is a plain integer or float: any initialised T is also initialised bytes.
+    let raw =
+        unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+    PyBytes::new(py, raw).into_any().unbind()
+}
+
+/// Arrow validity bitmap (least significant bit first), or None when every value is present.
+fn validity(py: Python<'_>, valid: &[bool]) -> Option<Py<PyAny>> {
+    if valid.iter().all(|&v| v) {
+        return None;
+    }
+    let mut bits = vec![0u8; valid.len().div_ceil(8)];
+    for (i, _) in valid.iter().enumerate().filter(|(_, &v)| v) {
+        bits[i / 8] |= 1 << (i % 8);
+    }
+    Some(PyBytes::new(py, &bits).into_any().unbind())
+}
+
+/// One column as (type tag, validity or None, buffers...) in Arrow's layout.
+fn column_buffers(py: Python<'_>, column: &Column<'_>) -> PyResult<Py<PyAny>> {
+    let none = || py.None();
+    let tuple: Vec<Py<PyAny>> = match column {
+        Column::Str(c) => vec![obj(py, "str")?, none(), bytes_of(py, &c.offsets), bytes_of(py, &c.data)],
+        Column::OptStr(c) => vec![
+            obj(py, "str")?,
+            validity(py, &c.valid).unwrap_or_else(none),
+            bytes_of(py, &c.values.offsets),
+            bytes_of(py, &c.values.data),
+        ],
+        Column::StrList(c) => vec![
+            obj(py, "list<str>")?,
+            none(),
+            bytes_of(py, &c.offsets),
+            bytes_of(py, &c.values.offsets),
+            bytes_of(py, &c.values.data),
+        ],
+        Column::I64(v) => vec![obj(py, "i64")?, none(), bytes_of(py, v)],
+        Column::OptI64(c) => {
+            vec![obj(py, "i64")?, validity(py, &c.valid).unwrap_or_else(none), bytes_of(py, &c.values)]
+        }
+        Column::I16(v) => vec![obj(py, "i16")?, none(), bytes_of(py, v)],
+        Column::U8(v) => vec![obj(py, "u8")?, none(), bytes_of(py, v)],
+        Column::U16(v) => vec![obj(py, "u16")?, none(), bytes_of(py, v)],
+        Column::U32(v) => vec![obj(py, "u32")?, none(), bytes_of(py, v)],
+        Column::U64(v) => vec![obj(py, "u64")?, none(), bytes_of(py, v)],
+        Column::F64(v) => vec![obj(py, "f64")?, none(), bytes_of(py, v)],
+    };
+    Ok(PyTuple::new(py, tuple)?.into_any().unbind())
 }
 
 #[pymethods]
@@ -478,7 +389,7 @@ impl PyEngine {
     #[new]
     #[allow(clippy::too_many_arguments)] // the compiled model, field by field, as Python hands it over
     fn new(
-        scenario: Bound<'_, PyString>,
+        scenario: String,
         journeys: Vec<JourneyTuple>,
         by_persona: HashMap<String, Vec<usize>>,
         default_persona: String,
@@ -534,7 +445,7 @@ impl PyEngine {
             allowed_lateness,
             friction: FrictionSettings { repeat_window, escalation_lookback, survey_lookback },
         };
-        Ok(PyEngine { inner: Engine::new(model), scenario: scenario.unbind() })
+        Ok(PyEngine { inner: Engine::new(model, scenario) })
     }
 
     #[getter]
@@ -662,7 +573,8 @@ impl PyEngine {
     /// Rows of everything changed since the last drain, as {table: [row, ...]}.
     fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let rows = self.inner.drain();
-        self.tables(py, rows)
+        let all = rows.tables().map(|(_, n, _)| n);
+        row_tuples(py, &rows, [0; 6], all)
     }
 
     /// drain() without handing the rows to Python: how many there were (for measurements).
@@ -670,12 +582,28 @@ impl PyEngine {
         self.inner.drain().len()
     }
 
+    /// drain() as Arrow column buffers: {table: (rows, [(type, validity, buffers...), ...])} for
+    /// the tables with rows, columns in the table's order.
+    fn drain_columns<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rows = self.inner.drain();
+        let out = PyDict::new(py);
+        for (name, n, columns) in rows.tables() {
+            if n > 0 {
+                let buffers = columns.iter().map(|c| column_buffers(py, c)).collect::<PyResult<Vec<_>>>()?;
+                out.set_item(name, (n, buffers))?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Per customer changed since the last drain: (customer_id, {table: [row, ...]}).
     fn drain_updates<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyDict>)>> {
-        let updates = self.inner.drain_updates();
-        let mut out = Vec::with_capacity(updates.len());
-        for (customer, rows) in updates {
-            out.push((customer.to_string(), self.tables(py, rows)?));
+        let (rows, ends) = self.inner.drain_updates();
+        let mut out = Vec::with_capacity(ends.len());
+        let mut from = [0; 6];
+        for (customer, to) in ends {
+            out.push((customer.to_string(), row_tuples(py, &rows, from, to)?));
+            from = to;
         }
         Ok(out)
     }
@@ -690,7 +618,8 @@ impl PyEngine {
         let mut rows = Rows::default();
         let events = events.into_iter().map(event_of_tuple).collect();
         let duplicates = self.inner.replay_customer(customer_id, events, &mut rows);
-        Ok((self.tables(py, rows)?, duplicates))
+        let all = rows.tables().map(|(_, n, _)| n);
+        Ok((row_tuples(py, &rows, [0; 6], all)?, duplicates))
     }
 
     fn forget_cached(&mut self) {
