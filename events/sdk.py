@@ -22,7 +22,7 @@ from events.model import TouchpointEvent, unrepresentable
 from events.registry import Registry
 from events.spool import Spool, SpoolRef
 
-# Same name as streams.topics.TOUCHPOINTS; events/ cannot import streams/ (imports point one way).
+# Same name as streams.common.topics.TOUCHPOINTS; events/ cannot import streams/ (imports point one way).
 TOUCHPOINTS_TOPIC = "touchpoints"
 
 log = logging.getLogger("touchpath.sdk")
@@ -549,8 +549,8 @@ class TouchpathClient:
             self._close_producer(producer, 0.0)
             msg = (
                 f"Kafka at {self.bootstrap} has no topic '{self.topic}' (or did not answer within "
-                f"{self.options.max_block_s} s): {error}. Create it first (streams.topics.ensure_topics, or "
-                f"kafka-topics.sh --create --topic {self.topic})."
+                f"{self.options.max_block_s} s): {error}. Create it first "
+                f"(streams.common.topics.ensure_topics, or kafka-topics.sh --create --topic {self.topic})."
             )
             raise KafkaUnavailableError(msg) from error
         return producer

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from projections.journeys import JourneyModel
-from streams.definitions import load_journeys
-from streams.settings import example_journeys
+from streams.common.definitions import load_journeys
+from streams.common.settings import example_journeys
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

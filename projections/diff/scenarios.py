@@ -14,7 +14,7 @@ class ScenarioFigures:
     """What compare reads of one scenario (query rows as returned)."""
 
     name: str
-    conformance: list[tuple[Any, ...]]  # rows of streams.compare.CONFORMANCE_SQL
+    conformance: list[tuple[Any, ...]]  # rows of streams.replay.compare.CONFORMANCE_SQL
     deviations: list[tuple[Any, ...]]  # rows of DEVIATIONS_SQL
     friction: list[tuple[Any, ...]]  # rows of FRICTION_SQL
     alerts: list[tuple[Any, ...]] = field(default_factory=list)  # (touchpoint, alerts)

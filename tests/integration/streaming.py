@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
-from streams.store import ClickHouseProjectionStore
-from streams.topics import TopicNames, TopicPlan, ensure_topics
+from streams.common.topics import TopicNames, TopicPlan, ensure_topics
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,11 @@ class WorkerProcess:
         """Start the worker process (logs go to a file beside the data dir)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=REPO, stdout=log, stderr=log
+            [sys.executable, "-m", "streams.cli.main", "worker"],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=log,
         )
 
     def health(self) -> dict[str, Any] | None:

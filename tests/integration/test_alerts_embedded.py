@@ -13,12 +13,12 @@ import pytest
 
 from projections.engine import JourneyEngine
 from projections.journeys import parse_definitions
-from streams.alerting import EmbeddedAlerting, WouldBeAlertRecorder
-from streams.cli import main
-from streams.delivery import RetryPolicy, WebhookDelivery
-from streams.runner import EmbeddedRunner, numbered_lines
-from streams.settings import example_journeys
-from streams.store import ClickHouseProjectionStore
+from streams.alerting.delivery import RetryPolicy, WebhookDelivery
+from streams.alerting.detection import EmbeddedAlerting, WouldBeAlertRecorder
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.embedded.runner import EmbeddedRunner, numbered_lines
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.conftest import event_line
 
 SPIKE = range(72, 78)  # 5-minute windows after T0 (six steady hours before, two calm hours after)

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from streams.store import ClickHouseProjectionStore
-from streams.topics import TopicNames
+from streams.common.topics import TopicNames
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.integration.streaming import WorkerProcess, produce_lines
 from tests.integration.test_alerts_embedded import Receiver, journeys_with_webhook, spike_input
 

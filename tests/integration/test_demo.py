@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
-from streams.report_alerts import incident_rows
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.reports.incidents import incident_rows
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 
 def test_demo_opens_and_resolves_the_injected_incident_and_delivers_it(

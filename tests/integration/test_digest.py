@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.digest import Period, TeamDigest, build_digest
-from streams.digest_render import markdown, page
-from streams.settings import example_journeys
-from streams.simulator import DAY, PRAISE_COMMENT, Incident, Simulation, SimulationConfig, simulate
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.reports.digest import Period, TeamDigest, build_digest
+from streams.reports.digest_render import markdown, page
+from streams.sim.simulator import DAY, PRAISE_COMMENT, Incident, Simulation, SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 PERIOD = Period(datetime(2026, 1, 12, tzinfo=UTC), datetime(2026, 1, 19, tzinfo=UTC))  # days 7..14
 PRAISED = "assoc-007"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.simulator import SimulationConfig, simulate
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 COUNTS = {
     "events": "SELECT count() FROM touchpoint_events FINAL",
@@ -111,7 +111,7 @@ def test_sql_is_read_only_and_binds_parameters(
 
 def test_journeys_check_reports_ok_or_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """journeys check prints each journey, or the file:line of each problem and exits 1."""
-    from streams.settings import example_journeys
+    from streams.common.settings import example_journeys
 
     assert main(["journeys", "check", str(example_journeys())]) == 0
     assert "business_buyer: b2b_contract@1" in capsys.readouterr().out

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from projections.alerts.codec import decode_detector
-from streams.cli import main
-from streams.erasure import files_containing
-from streams.settings import example_journeys
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.erasure import files_containing
 from tests.conftest import event_line
 
 TARGET = "erase-me-7f3a9c2e51"  # distinctive bytes: found by a byte search before the erasure

@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.cli import main
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.conftest import event_line
 
 pytestmark = pytest.mark.kafka

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.cli import main
-from streams.ingest import EmbeddedSink, create_app
-from streams.runner import EmbeddedRunner
-from streams.store import ClickHouseProjectionStore
-from streams.topics import TopicNames
+from streams.cli.main import main
+from streams.common.topics import TopicNames
+from streams.embedded.runner import EmbeddedRunner
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.http import EmbeddedSink, create_app
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.integration.streaming import WorkerProcess, produce_lines
 
 SECRET = "ingest-secret-0123456789"

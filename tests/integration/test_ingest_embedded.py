@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.ingest import EmbeddedSink, create_app, resume_journeys
-from streams.runner import EmbeddedRunner
-from streams.simulator import SimulationConfig, simulate
-from streams.store import ClickHouseProjectionStore
+from streams.embedded.runner import EmbeddedRunner
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.http import EmbeddedSink, create_app, resume_journeys
+from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 INGEST_SECRET = "ingest-secret-0123456789"
 SQL_SECRET = "analyst-secret-0123456789"

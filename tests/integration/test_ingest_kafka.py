@@ -16,8 +16,8 @@ from kafka_broker import create_topic
 
 from events.sdk import ClientOptions, TouchpathClient
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.ingest import KafkaSink, create_app
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.http import KafkaSink, create_app
 
 pytestmark = pytest.mark.kafka
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from events.errors import BadReason
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.ingest import Batch, EmbeddedSink, IngestLimits, split_events
-from streams.runner import EmbeddedRunner
-from streams.store import ClickHouseProjectionStore
+from streams.embedded.runner import EmbeddedRunner
+from streams.ingest.http import Batch, EmbeddedSink, IngestLimits, split_events
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.conftest import event_line
 
 DAY = 24 * 60

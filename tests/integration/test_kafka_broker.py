@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_broker import create_topic
 
-from streams.topics import partition_for
+from streams.common.topics import partition_for
 
 pytestmark = pytest.mark.kafka
 

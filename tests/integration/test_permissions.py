@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.settings import example_journeys
-from streams.simulator import SimulationConfig, simulate
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.sim.simulator import SimulationConfig, simulate
 
 
 def _modes(root: Path) -> dict[str, int]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.scenarios import scenario_tables
-from streams.settings import example_journeys
-from streams.simulator import Simulation, SimulationConfig, simulate
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.sim.simulator import Simulation, SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.scenarios import scenario_tables
 
 EXAMPLE = example_journeys().read_text(encoding="utf-8")
 PER_SCENARIO = {

@@ -13,9 +13,9 @@ from kafka import KafkaProducer
 from kafka_broker import create_topic
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.settings import example_journeys
-from streams.simulator import SimulationConfig, simulate
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.sim.simulator import SimulationConfig, simulate
 
 pytestmark = pytest.mark.kafka
 

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.ingest import EmbeddedSink, create_app
-from streams.signature_store import KafkaSignatures, StoreSignatures
-from streams.store import ClickHouseProjectionStore
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.http import EmbeddedSink, create_app
+from streams.ingest.signatures import KafkaSignatures, StoreSignatures
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 SECRET = "ingest-secret-0123456789"
 SQL_SECRET = "analyst-secret-0123456789"

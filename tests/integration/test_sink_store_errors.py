@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from streams.sink import Delivered, ProjectionSink
-from streams.store import ClickHouseProjectionStore
-from streams.worker import WorkerMetrics, _write_until_done, worker_status
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.worker.app import WorkerMetrics, _write_until_done, worker_status
+from streams.worker.sink import Delivered, ProjectionSink
 
 
 def test_a_refused_insert_is_retried_and_reported_as_degraded_until_it_lands(tmp_path: Path) -> None:

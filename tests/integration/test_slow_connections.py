@@ -15,11 +15,11 @@ import uvicorn
 
 from events.errors import Rejection
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.http_guard import ConnectionLimits, RepeatFilter
-from streams.ingest import Batch, IngestLimits, create_app
-from streams.ingest_cli import server_config
-from streams.logs import configure_logging
+from streams.cli.ingest import server_config
+from streams.common.logs import configure_logging
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.guard import ConnectionLimits, RepeatFilter
+from streams.ingest.http import Batch, IngestLimits, create_app
 
 SECRET = "ingest-secret-0123456789"
 LIMITS = ConnectionLimits(max_connections=20, header_timeout_s=1.0, body_timeout_s=1.0)

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.auth import RequestAuthenticator, signed_headers
-from streams.cli import main
-from streams.ingest import EmbeddedSink, create_app
-from streams.runner import EmbeddedRunner
-from streams.simulator import SimulationConfig, simulate
-from streams.sqlguard import SqlLimits, SqlRefusedError
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.embedded.runner import EmbeddedRunner
+from streams.ingest.auth import RequestAuthenticator, signed_headers
+from streams.ingest.http import EmbeddedSink, create_app
+from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.sqlguard import SqlLimits, SqlRefusedError
 
 SQL_SECRET = "analyst-secret-0123456789"
 INGEST_SECRET = "ingest-secret-0123456789"

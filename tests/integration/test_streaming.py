@@ -14,9 +14,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from projections.journeys import JourneyModel
-from streams.cli import main
-from streams.simulator import SimulationConfig, simulate
-from streams.topics import TopicNames
+from streams.cli.main import main
+from streams.common.topics import TopicNames
+from streams.sim.simulator import SimulationConfig, simulate
 from tests.integration.streaming import WorkerProcess, produce_lines, projection_content
 
 pytestmark = pytest.mark.kafka

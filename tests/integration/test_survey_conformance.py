@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from streams.cli import main
-from streams.store import ClickHouseProjectionStore
-from streams.survey_report import survey_conformance_html
+from streams.cli.main import main
+from streams.reports.surveys import survey_conformance_html
+from streams.store.clickhouse import ClickHouseProjectionStore
 from tests.conftest import event_line
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from projections.journeys import JourneyModel
 from projections.views import VIEWS, t_975
-from streams.cli import main
-from streams.settings import example_journeys
-from streams.simulator import SimulationConfig, simulate
-from streams.store import ClickHouseProjectionStore
+from streams.cli.main import main
+from streams.common.settings import example_journeys
+from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 SCENARIOS = ("live", "v2")
 EXAMPLE = example_journeys().read_text(encoding="utf-8")

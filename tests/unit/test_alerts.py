@@ -19,7 +19,7 @@ from projections.alerts.slack.message import slack_payload
 from projections.alerts.state import TouchpointWindowState, new_state
 from projections.engine import JourneyEngine
 from projections.journeys import AlertSettings, JourneyModel, parse_definitions
-from streams.settings import example_journeys
+from streams.common.settings import example_journeys
 from tests.conftest import event_line
 
 W = 300_000  # the default 5-minute window

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from streams.delivery import DeliveryJob, Outcome, RetryPolicy, WebhookDelivery, redact_url
+from streams.alerting.delivery import DeliveryJob, Outcome, RetryPolicy, WebhookDelivery, redact_url
 
 FAST = RetryPolicy(attempts=4, first_delay=0.001, max_delay=0.01, timeout=1.0)
 JOB = DeliveryJob("a1", "ecommerce", "https://hooks.example.com/services/T0/B0/secret", b"{}")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from events.errors import DefinitionError
-from streams.alerting import AlertMode
-from streams.cli import ALERT_MODES, build_parser, main
-from streams.definitions import load_journeys
-from streams.progress import Progress
+from streams.alerting.detection import AlertMode
+from streams.cli.main import ALERT_MODES, build_parser, main
+from streams.common.definitions import load_journeys
+from streams.common.progress import Progress
 
 HEAVY = ("chdb", "clickhouse_connect", "pyarrow", "faust", "plotly", "fastapi", "structlog", "pydantic")
 
@@ -36,7 +36,7 @@ def test_help_and_every_parser_load_no_heavy_library() -> None:
     (they made `touchpath --help` take seconds)."""
     code = (
         "import sys\n"
-        "from streams.cli import build_parser\n"
+        "from streams.cli.main import build_parser\n"
         "build_parser().format_help()\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
@@ -141,7 +141,7 @@ class _Pipe(io.StringIO):
 def test_progress_prints_each_line_once_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """In a log file or a pipe the final progress line is not a copy of the last running one."""
     clock = iter([0.0, 1.5, 1.6])
-    monkeypatch.setattr("streams.progress.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("streams.common.progress.time.perf_counter", lambda: next(clock))
     stream = _Pipe()
     progress = Progress("events from x", stream=stream)
     progress.update(500)
@@ -153,7 +153,7 @@ def test_progress_prints_each_line_once_when_not_a_terminal(monkeypatch: pytest.
 def test_progress_final_line_after_new_work_is_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     """When work went on after the last running line, the final count is printed."""
     clock = iter([0.0, 1.5, 1.6])
-    monkeypatch.setattr("streams.progress.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("streams.common.progress.time.perf_counter", lambda: next(clock))
     stream = _Pipe()
     progress = Progress("events from x", stream=stream)
     progress.update(500)

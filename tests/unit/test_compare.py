@@ -13,7 +13,7 @@ from projections.diff.scenarios import (
     compare_friction,
     customer_changes,
 )
-from streams.compare import render_text
+from streams.replay.compare import render_text
 
 CONFORMANCE = [
     ("online_buyer", "online_purchase", [1], 100, 75, 0.9691, 90, 8),

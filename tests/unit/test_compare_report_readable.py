@@ -6,7 +6,7 @@ from test_compare import CONFORMANCE, DEVIATIONS, FRICTION, figures
 
 from projections.diff.scenarios import Comparison, InstanceChanges, TableIdentity, compare_figures
 from projections.journeys import JourneyModel
-from streams.compare_report import (
+from streams.reports.comparison import (
     cards_html,
     conformance_figure,
     deviation_delta_figure,
@@ -14,8 +14,8 @@ from streams.compare_report import (
     friction_html,
     identity_html,
 )
-from streams.html_page import FigureEmbedder
-from streams.report import node_label
+from streams.reports.html import FigureEmbedder
+from streams.reports.scenario import node_label
 
 
 def _redesign() -> Comparison:

@@ -17,8 +17,8 @@ from events.model import TouchpointEvent
 from events.sdk import TouchpathClient
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.ingest import Batch, IngestLimits, split_events
-from streams.runner import EmbeddedRunner
+from streams.embedded.runner import EmbeddedRunner
+from streams.ingest.http import Batch, IngestLimits, split_events
 from tests.unit.test_sdk import Factory
 
 GOOD = {

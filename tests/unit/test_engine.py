@@ -13,9 +13,9 @@ from events.codec import decode_event
 from events.errors import BadReason
 from projections.engine import JourneyEngine, RowBatch
 from projections.journeys import JourneyModel, parse_definitions
-from streams.accuracy import latest_rows, run_in_memory
-from streams.settings import example_journeys
-from streams.simulator import SimulationConfig, simulate
+from streams.common.settings import example_journeys
+from streams.sim.accuracy import latest_rows, run_in_memory
+from streams.sim.simulator import SimulationConfig, simulate
 from tests.conftest import event_line
 from tests.conftest import online_journey as _online
 

@@ -18,7 +18,8 @@ from test_sdk import Factory, event  # the fake producer and event builder of th
 from events.errors import Rejection
 from events.sdk import ClientOptions, TouchpathClient
 from projections.journeys import JourneyModel
-from streams.auth import (
+from streams.cli.main import main
+from streams.ingest.auth import (
     TIMESTAMP_HEADER,
     AuthConfigError,
     RateLimiter,
@@ -27,8 +28,7 @@ from streams.auth import (
     sign,
     signed_headers,
 )
-from streams.cli import main
-from streams.ingest import Batch, KafkaSink, SinkUnavailableError, create_app
+from streams.ingest.http import Batch, KafkaSink, SinkUnavailableError, create_app
 
 SECRET = "s3cret-of-at-least-16"
 OTHER = "another-secret-0123456789"

@@ -10,7 +10,7 @@ from test_ingest import SECRET, FakeSink, _app, _post
 from test_sdk import event
 
 from projections.journeys import JourneyModel
-from streams.auth import signed_headers
+from streams.ingest.auth import signed_headers
 
 
 def test_a_chunked_body_over_the_limit_gets_a_readable_413(model: JourneyModel) -> None:

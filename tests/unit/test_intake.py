@@ -6,7 +6,7 @@ from events.errors import BadReason
 from projections.engine import JourneyEngine
 from projections.intake import Intake, Kind, quarantine_row
 from projections.journeys import JourneyModel
-from streams.runner import EmbeddedRunner
+from streams.embedded.runner import EmbeddedRunner
 from tests.conftest import event_line
 from tests.conftest import online_journey as _online
 

@@ -9,8 +9,8 @@ import pytest
 
 from projections.diff.journeys import ChangeKind, diff_models, render_diff
 from projections.journeys import JourneyModel, parse_definitions
-from streams.cli import main
-from streams.settings import example_journeys
+from streams.cli.main import main
+from streams.common.settings import example_journeys
 
 EXAMPLE = example_journeys().read_text(encoding="utf-8")
 ONLINE = EXAMPLE[EXAMPLE.index("  - id: online_purchase") : EXAMPLE.index("  - id: store_purchase")]

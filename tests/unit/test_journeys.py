@@ -6,7 +6,7 @@ import pytest
 
 from events.errors import DefinitionError
 from projections.journeys import JourneyModel, parse_definitions
-from streams.settings import example_journeys
+from streams.common.settings import example_journeys
 
 
 def test_example_covers_three_personas_all_channels_support_and_a_survey(model: JourneyModel) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 
 
 def test_bench_native_prints_both_engines_and_ratios(capsys: pytest.CaptureFixture[str]) -> None:

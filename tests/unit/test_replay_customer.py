@@ -9,8 +9,8 @@ from events.model import TouchpointEvent
 from projections.engine import JourneyEngine, RowBatch
 from projections.journeys import JourneyModel
 from projections.occurrence import occurrence_of
-from streams.accuracy import latest_rows, run_in_memory
-from streams.simulator import SimulationConfig, simulate
+from streams.sim.accuracy import latest_rows, run_in_memory
+from streams.sim.simulator import SimulationConfig, simulate
 
 
 def _content(rows: dict[str, dict[str, object]]) -> dict[str, tuple[object, ...]]:

@@ -11,11 +11,11 @@ import orjson
 
 from projections.engine import JourneyEngine
 from projections.ideal_path import ideal_ends, ideal_transitions
-from streams.definitions import load_journeys
-from streams.report import ideal_sequence_html, write_report
-from streams.runner import EmbeddedRunner
-from streams.settings import example_journeys
-from streams.store import ClickHouseProjectionStore
+from streams.common.definitions import load_journeys
+from streams.common.settings import example_journeys
+from streams.embedded.runner import EmbeddedRunner
+from streams.reports.scenario import ideal_sequence_html, write_report
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 MODEL = load_journeys(example_journeys())
 

@@ -16,7 +16,7 @@ from events.errors import BadEventError, BadReason
 from events.sdk import ClientOptions, Delivery, DeliveryError, KafkaUnavailableError, TouchpathClient
 from events.spool import Spool, SpoolError
 from projections.journeys import JourneyModel
-from streams.topics import TOUCHPOINTS
+from streams.common.topics import TOUCHPOINTS
 
 
 class _Metadata:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from projections.journeys import JourneyModel
-from streams.accuracy import run_in_memory, score
-from streams.simulator import SimulationConfig, simulate
+from streams.sim.accuracy import run_in_memory, score
+from streams.sim.simulator import SimulationConfig, simulate
 
 
 def test_engine_recovers_the_injected_deviations(model: JourneyModel) -> None:

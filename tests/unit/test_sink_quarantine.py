@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from events.errors import BadReason, Rejection
 from projections import schema
-from streams.sink import Delivered, ProjectionSink, bad_headers
-from streams.store_fake import InMemoryProjectionStore
+from streams.store.fake import InMemoryProjectionStore
+from streams.worker.sink import Delivered, ProjectionSink, bad_headers
 
 
 def _message(offset: int, rejection: Rejection, value: bytes) -> Delivered:

@@ -6,8 +6,8 @@ from events.codec import decode_event
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from projections.state_codec import decode_state, encode_state
-from streams.accuracy import latest_rows
-from streams.simulator import SimulationConfig, simulate
+from streams.sim.accuracy import latest_rows
+from streams.sim.simulator import SimulationConfig, simulate
 
 
 def test_a_restored_engine_continues_like_the_original(model: JourneyModel) -> None:

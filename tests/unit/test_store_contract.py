@@ -11,10 +11,10 @@ import pytest
 from projections import schema
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
-from streams.projection_store import ProjectionStore
-from streams.runner import EmbeddedRunner, restore_state
-from streams.store import ClickHouseProjectionStore
-from streams.store_fake import InMemoryProjectionStore
+from streams.embedded.runner import EmbeddedRunner, restore_state
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.fake import InMemoryProjectionStore
+from streams.store.protocol import ProjectionStore
 from tests.conftest import event_line
 
 T0_MS = 1_772_445_600_000  # 2026-03-02T10:00:00Z

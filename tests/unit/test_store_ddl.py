@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from projections import schema
-from streams.store import table_ddl
+from streams.store.clickhouse import table_ddl
 
 
 def test_single_node_tables_dedupe_by_version_and_honour_dedup_tokens() -> None:

@@ -1,0 +1,1 @@
+"""Friction spike alerting shared by every shell: detection on drained batches, routing, webhook delivery."""

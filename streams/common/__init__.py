@@ -1,0 +1,1 @@
+"""What every shell shares: settings, logging, progress lines, journey definition files, topic names."""

@@ -1,0 +1,152 @@
+"""The embedded runner: lines in, the pure engine in the middle, projections in chDB or a server."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from projections import schema
+from projections.engine import JourneyEngine, Row, RowBatch
+from projections.intake import Intake, Kind, Verdict
+from projections.state_codec import decode_state, encode_state
+from streams.alerting.detection import EmbeddedAlerting
+from streams.store.protocol import ProjectionStore
+
+DRAIN_EVERY = 25_000
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counts of one run: lines = accepted + bad; duplicates are accepted and change nothing.
+
+    `lines` counts the non-blank lines; blank (or whitespace-only) lines are skipped and counted in
+    `blank`, so a file's line count is lines + blank.
+    """
+
+    lines: int = 0
+    blank: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    bad: int = 0
+    rows_written: int = 0
+
+
+class EmbeddedRunner:
+    """Feeds lines through the intake path (contract checks, engine), quarantines bad ones, writes rows."""
+
+    def __init__(
+        self,
+        engine: JourneyEngine,
+        store: ProjectionStore | None,
+        drain_every: int = DRAIN_EVERY,
+        alerting: EmbeddedAlerting | None = None,
+        keep_state: bool = False,
+        *,
+        not_after_ms: int | None = None,
+    ) -> None:
+        self.engine = engine
+        # Events later than not_after_ms (the caller's wall clock plus its bound) are future_timestamp;
+        # too-late events are settled against the store (already stored: duplicates, not bad).
+        self.intake = Intake(engine, not_after_ms=not_after_ms, defer_too_late=store is not None)
+        self.store = store
+        self.drain_every = drain_every
+        self.alerting = alerting  # friction spike detection on each drained batch (optional)
+        # Write customer states beside the projections so the next run continues the journeys.
+        self.keep_state = keep_state and store is not None
+        self.stats = RunStats()
+        self._bad: list[Row] = []
+        self._late: list[Verdict] = []
+
+    def feed(
+        self,
+        lines: Iterable[tuple[int, bytes]],
+        source: str,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> RunStats:
+        """Process (position, raw line) pairs from one source; blank lines are counted and skipped."""
+        stats, offer = self.stats, self.intake.offer
+        since_drain = 0
+        for position, raw in lines:
+            line = raw.strip()
+            if not line:
+                stats.blank += 1
+                continue
+            stats.lines += 1
+            verdict = offer(line, source, position)
+            if verdict.quarantine is not None:
+                if verdict.kind is Kind.LATE:
+                    # Maybe an event of a journey an earlier run already settled: decided at flush.
+                    self._late.append(verdict)
+                else:
+                    self._bad.append(verdict.quarantine)
+            since_drain += 1
+            if since_drain >= self.drain_every:
+                since_drain = 0
+                self.flush()
+                if on_progress is not None:
+                    on_progress(stats.lines)
+        self.flush()
+        counters = self.engine.counters
+        stats.accepted, stats.duplicates, stats.bad = counters.accepted, counters.duplicates, counters.bad
+        return stats
+
+    def flush(self) -> RowBatch:
+        """Drain the engine and write its rows, the quarantined lines and, when the runner keeps
+        state in the store, the changed customers' journey states."""
+        batch = RowBatch()
+        for update in self.engine.drain_updates():
+            batch.extend(update.rows)
+            if self.keep_state:
+                state = update.state
+                batch.add(
+                    schema.JOURNEY_STATE,
+                    (self.engine.scenario, state.customer_id, encode_state(state), state.revision, 0),
+                )
+        # Engine state is long-lived and acyclic: keep the cyclic GC from rescanning it on every
+        # allocation burst (it otherwise costs more than the journey engine itself).
+        gc.freeze()
+        if self._late and self.store is not None:
+            self._bad.extend(settle_late(self.intake, self.store, self._late))
+            self._late = []
+        for row in self._bad:
+            batch.add(schema.BAD_EVENTS, row)
+        self._bad = []
+        if self.alerting is not None:
+            self.alerting.process(batch, self.engine.watermark)
+        if self.store is not None:
+            self.stats.rows_written += self.store.write(batch)
+        return batch
+
+
+def settle_late(intake: Intake, store: ProjectionStore, late: list[Verdict]) -> list[Row]:
+    """Settle too-late verdicts against the store: stored events are duplicates (a re-sent event of
+    a journey an earlier run settled), the others are quarantined; returns their bad_events rows."""
+    stored = store.stored_event_ids(intake.engine.scenario, [v.event.event_id for v in late if v.event])
+    rows = []
+    for verdict in late:
+        settled = intake.settle_late(
+            verdict, stored=verdict.event is not None and verdict.event.event_id in stored
+        )
+        if settled.quarantine is not None:
+            rows.append(settled.quarantine)
+    return rows
+
+
+def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:
+    """Load the journey states an earlier run kept for the engine's scenario; returns how many.
+
+    Later input then continues those journeys (same instance ids, higher row versions) instead of
+    starting them again, and re-sent events are recognised as duplicates.
+    """
+    states = store.journey_states(engine.scenario)
+    for raw in states:
+        state = decode_state(raw, engine.model)
+        engine.customers[state.customer_id] = state
+        engine.schedule(state)
+    return len(states)
+
+
+def numbered_lines(stream: Iterable[bytes]) -> Iterable[tuple[int, bytes]]:
+    """(1-based line number, line) pairs."""
+    return enumerate(stream, start=1)

@@ -1,0 +1,1 @@
+"""HTTP ingest: signed requests, connection limits, replay protection, into Kafka or the embedded runner."""

@@ -1,0 +1,1 @@
+"""Replaying recorded history against a redesigned journey, and comparing two scenarios."""

@@ -1,0 +1,1 @@
+"""Offline reports read from the projections: scenario and comparison pages, team digests."""

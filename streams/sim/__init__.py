@@ -1,0 +1,1 @@
+"""The deterministic traffic simulator and the engine measured against its ground truth."""

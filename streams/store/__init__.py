@@ -1,0 +1,1 @@
+"""The projection store: its protocol, the ClickHouse adapter, the in-memory fake, and what reads it back."""
