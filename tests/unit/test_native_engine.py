@@ -31,7 +31,7 @@ from projections.journeys import (
 from projections.native import native_available
 from projections.native_engine import NativeEngine
 from projections.occurrence import occurrence_of
-from streams.simulator import SimulationConfig, simulate
+from streams.sim.simulator import SimulationConfig, simulate
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the native extension is not built")
 
