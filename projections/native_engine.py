@@ -158,6 +158,11 @@ class NativeEngine:
         """Rows for every event accepted and every instance changed since the last drain."""
         return _batch(self._inner.drain())
 
+    def drain_columns(self) -> dict[str, tuple[int, list[tuple[object, ...]]]]:
+        """drain() as column buffers in Arrow's layout, per table with rows: (row count, columns in
+        the table's order, each (type, validity bitmap or None, buffers...)); no object per row."""
+        return self._inner.drain_columns()  # type: ignore[no-any-return]
+
     def drain_rows(self) -> list[tuple[str, RowBatch]]:
         """Per customer changed since the last drain: its id and its new rows (drain_updates
         without the states, which stay in the native core)."""

@@ -183,7 +183,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         mode = AlertMode(args.alerts or ("send" if args.scenario == "live" else "record"))
         alerting = embedded_alerting(model, store, args.scenario, mode)
         not_after_ms = _not_after(args.not_after, settings)
-        stats = run_file(model, store, args.input, args.scenario, alerting, not_after_ms=not_after_ms)
+        stats = run_file(
+            model,
+            store,
+            args.input,
+            args.scenario,
+            alerting,
+            not_after_ms=not_after_ms,
+            engine_kind=settings.engine,
+        )
         log.info("run.done", lines=stats.lines, accepted=stats.accepted, bad=stats.bad, blank=stats.blank)
         print_summary(store, stats, args.scenario)
         if alerting is not None:

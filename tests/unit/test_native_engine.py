@@ -31,7 +31,9 @@ from projections.journeys import (
 from projections.native import native_available
 from projections.native_engine import NativeEngine
 from projections.occurrence import occurrence_of
+from streams.embedded.runner import EmbeddedRunner
 from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.fake import InMemoryProjectionStore
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the native extension is not built")
 
@@ -255,3 +257,24 @@ def test_native_batches_of_raw_records_equal_the_reference(model: JourneyModel, 
     """offer_batch (decode, check and fold in Rust) gives the record-by-record verdicts and rows."""
     reference = _run_batched(JourneyEngine(model, "prop"), stream, batched=False)
     assert _run_batched(NativeEngine(model, "prop"), stream, batched=True) == reference
+
+
+def test_embedded_runner_writes_the_same_tables_with_either_engine(model: JourneyModel) -> None:
+    """`run`'s runner (batches per drain, bad lines, late settling against the store) stores the
+    same rows in every projection table with TOUCHPATH_ENGINE=native as with the reference."""
+    lines = simulate(model, SimulationConfig(customers=200, days=20, seed=13)).lines
+    random.Random(2).shuffle(lines)
+    stored = []
+    for engine in (JourneyEngine(model, "run"), NativeEngine(model, "run")):
+        store = InMemoryProjectionStore()
+        store.create_schema()
+        stats = EmbeddedRunner(engine, store, drain_every=500).feed(enumerate([*lines, b"  "]), "f")
+        stored.append((stats, store.tables))
+    assert stored[1] == stored[0]
+    assert stored[0][1]["bad_events"], "the simulated traffic has bad lines"
+
+
+def test_the_native_engine_cannot_keep_journey_states_yet(model: JourneyModel) -> None:
+    """A runner asked to keep states refuses the native engine rather than write none silently."""
+    with pytest.raises(ValueError, match="keeps no journey states"):
+        EmbeddedRunner(NativeEngine(model), InMemoryProjectionStore(), keep_state=True)
