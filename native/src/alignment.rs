@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::fxhash::FastMap;
+
 /// A compiled step (index = position + 1), as projections.journeys.Step.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -20,17 +22,17 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Journey {
     pub steps: Vec<Step>,
-    pub step_of: HashMap<String, Vec<usize>>,
+    pub step_of: FastMap<String, Vec<usize>>,
     pub skip_cost: Vec<u32>,
     pub initial_costs: Vec<u32>,
     // Touchpoints named by a step get ids 0..n; every other touchpoint shares id n (it can only
     // be inserted, so all of them fold the same way).
-    touchpoint_ids: HashMap<String, u32>,
+    touchpoint_ids: FastMap<String, u32>,
     steps_of_id: Vec<Vec<usize>>,
     // Interned relative cost vectors and cached transitions (state, touchpoint id) -> (rise, state).
     states: Vec<Vec<u32>>,
-    state_ids: HashMap<Vec<u32>, u32>,
-    transitions: HashMap<(u32, u32), (u32, u32)>,
+    state_ids: FastMap<Vec<u32>, u32>,
+    transitions: FastMap<(u32, u32), (u32, u32)>,
 }
 
 /// One move of an alignment.
@@ -109,7 +111,7 @@ impl Journey {
         if let Some((touchpoint, _)) = step_of.iter().find(|(_, idx)| idx.iter().any(|&i| i == 0 || i > k)) {
             return Err(format!("step_of['{touchpoint}'] names a step outside 1..{k}"));
         }
-        let mut touchpoint_ids = HashMap::new();
+        let mut touchpoint_ids = FastMap::default();
         let mut steps_of_id = Vec::new();
         let mut named: Vec<&String> = step_of.keys().collect();
         named.sort();
@@ -120,14 +122,14 @@ impl Journey {
         steps_of_id.push(Vec::new()); // the shared id of touchpoints outside the journey
         Ok(Journey {
             steps,
-            step_of,
+            step_of: step_of.into_iter().collect(),
             skip_cost,
             initial_costs,
             touchpoint_ids,
             steps_of_id,
             states: Vec::new(),
-            state_ids: HashMap::new(),
-            transitions: HashMap::new(),
+            state_ids: FastMap::default(),
+            transitions: FastMap::default(),
         })
     }
 
@@ -142,7 +144,15 @@ impl Journey {
     }
 
     fn advance_id(&self, costs: &[u32], touchpoint: u32) -> Vec<u32> {
-        let mut new: Vec<u32> = costs.iter().map(|c| c + 1).collect();
+        let mut new = vec![0; costs.len()];
+        self.advance_into(costs, touchpoint, &mut new);
+        new
+    }
+
+    fn advance_into(&self, costs: &[u32], touchpoint: u32, new: &mut [u32]) {
+        for (n, c) in new.iter_mut().zip(costs) {
+            *n = c + 1;
+        }
         for &i in &self.steps_of_id[touchpoint as usize] {
             new[i] = new[i].min(costs[i - 1]);
             if self.steps[i - 1].repeatable && costs[i] < new[i] {
@@ -152,7 +162,18 @@ impl Journey {
         for i in 1..new.len() {
             new[i] = new[i].min(new[i - 1] + self.skip_cost[i]);
         }
-        new
+    }
+
+    /// cost_table() in one flat buffer: row j starts at j * (steps + 1).
+    fn flat_cost_table(&self, path: &[&str]) -> Vec<u32> {
+        let width = self.initial_costs.len();
+        let mut rows = vec![0; width * (path.len() + 1)];
+        rows[..width].copy_from_slice(&self.initial_costs);
+        for (j, touchpoint) in path.iter().enumerate() {
+            let (done, next) = rows.split_at_mut((j + 1) * width);
+            self.advance_into(&done[j * width..], self.touchpoint_id(touchpoint), &mut next[..width]);
+        }
+        rows
     }
 
     /// Row j: the cost vector after the first j events (alignment.cost_table).
@@ -208,8 +229,10 @@ impl Journey {
     /// An optimal alignment ending in end_state (None: the cheapest, furthest state), with the
     /// reference's deterministic tie-breaking (insert, match, repeat, skip, scanning from the end).
     pub fn align(&self, path: &[&str], end_state: Option<usize>) -> Vec<Move> {
-        let rows = self.cost_table(path);
-        let last = rows.last().expect("rows start non-empty");
+        let width = self.initial_costs.len();
+        let table = self.flat_cost_table(path);
+        let row = |j: usize| &table[j * width..(j + 1) * width];
+        let last = row(path.len());
         let mut state = match end_state {
             Some(state) => state,
             None => {
@@ -220,10 +243,10 @@ impl Journey {
         let mut moves = Vec::new();
         let mut j = path.len();
         while j > 0 || state > 0 {
-            let here = rows[j][state];
+            let here = row(j)[state];
             if j > 0 {
                 let touchpoint = path[j - 1];
-                let previous = &rows[j - 1];
+                let previous = row(j - 1);
                 let in_step = state > 0 && self.steps[state - 1].touchpoints.iter().any(|t| t == touchpoint);
                 if previous[state] + 1 == here {
                     moves.push(Move { op: Op::Insert, step: state, event: Some(j - 1), cost: 1 });
@@ -254,7 +277,7 @@ impl Journey {
         &self,
         events: &[E],
         moves: &[Move],
-        channel_of: &HashMap<String, String>,
+        channel_of: &FastMap<String, String>,
     ) -> Vec<Deviation> {
         let steps = &self.steps;
         let k = steps.len();
@@ -454,7 +477,7 @@ mod tests {
             })
             .collect();
         let kinds: Vec<&str> =
-            j.deviations_of(&events, &moves, &HashMap::new()).iter().map(|d| d.kind).collect();
+            j.deviations_of(&events, &moves, &FastMap::default()).iter().map(|d| d.kind).collect();
         assert_eq!(kinds, vec!["out_of_order"]);
     }
 

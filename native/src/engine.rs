@@ -2,12 +2,13 @@
 //! (a port of projections/engine.py; same rows, same order within a drain).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
 
 use crate::alignment::{format_duration, Deviation};
 use crate::blake2b;
 use crate::fold::{self, CustomerState, Event, Instance, Model, Placement, Status, NEVER};
+use crate::fxhash::FastSet;
 use crate::rows::{EventCols, Rows};
 use crate::signals;
 
@@ -49,25 +50,26 @@ pub struct Engine {
     dirty: Vec<Rc<str>>,
     deadlines: BinaryHeap<Reverse<(i64, Rc<str>)>>,
     single_stream: bool,
-    events: EventCols, // accepted events' rows in arrival order, until the next drain
+    events: EventCols,        // accepted events' rows in arrival order, until the next drain
+    spare: (EventCols, Rows), // emptied buffers of earlier drains, reused for their capacity
 }
 
 fn copy_event_row(to: &mut EventCols, from: &EventCols, i: usize) {
-    to.scenario.push(from.scenario.get(i));
-    to.event_id.push(from.event_id.get(i));
-    to.customer_id.push(from.customer_id.get(i));
+    to.scenario.push_from(&from.scenario, i);
+    to.event_id.push_from(&from.event_id, i);
+    to.customer_id.push_from(&from.customer_id, i);
     to.occurred_at.push(from.occurred_at[i]);
-    to.channel.push(from.channel.get(i));
-    to.touchpoint.push(from.touchpoint.get(i));
-    to.owner_team.push(from.owner_team.get(i));
-    to.persona.push(from.persona.get(i));
-    to.outcome.push(from.outcome.get(i));
-    to.employee_id.push(from.employee_id.get(i));
-    to.survey_kind.push(from.survey_kind.get(i));
+    to.channel.push_from(&from.channel, i);
+    to.touchpoint.push_from(&from.touchpoint, i);
+    to.owner_team.push_from(&from.owner_team, i);
+    to.persona.push_from(&from.persona, i);
+    to.outcome.push_from(&from.outcome, i);
+    to.employee_id.push_from(&from.employee_id, i);
+    to.survey_kind.push_from(&from.survey_kind, i);
     to.survey_score.push(from.survey_score.get(i));
-    to.survey_comment.push(from.survey_comment.get(i));
-    to.attributes.push(from.attributes.get(i));
-    to.source.push(from.source.get(i));
+    to.survey_comment.push_from(&from.survey_comment, i);
+    to.attributes.push_from(&from.attributes, i);
+    to.source.push_from(&from.source, i);
 }
 
 impl Engine {
@@ -81,6 +83,7 @@ impl Engine {
             deadlines: BinaryHeap::new(),
             single_stream: true,
             events: EventCols::default(),
+            spare: (EventCols::default(), Rows::default()),
         }
     }
 
@@ -161,8 +164,8 @@ impl Engine {
         self.advance(self.watermark);
         let lateness = self.model.allowed_lateness;
         let dirty = std::mem::take(&mut self.dirty);
-        let accepted = std::mem::take(&mut self.events);
-        let mut rows = Rows::default();
+        let accepted = std::mem::replace(&mut self.events, std::mem::take(&mut self.spare.0));
+        let mut rows = std::mem::take(&mut self.spare.1);
         let mut ends = Vec::with_capacity(dirty.len());
         for key in dirty {
             let customer = self.customers.get_mut(&key).expect("dirty customers are known");
@@ -173,9 +176,17 @@ impl Engine {
             render_customer(&self.model, &self.scenario, &mut customer.state, &mut rows);
             let stream_time = if self.single_stream { self.watermark } else { customer.state.stream_time };
             fold::forget_settled(&mut customer.state, &self.model, stream_time - lateness);
-            ends.push((key, rows.tables().map(|(_, n, _)| n)));
+            ends.push((key, rows.counts()));
         }
+        self.spare.0 = accepted;
+        self.spare.0.clear();
         (rows, ends)
+    }
+
+    /// Hand a drain's rows back once read: their buffers serve the next drain.
+    pub fn recycle(&mut self, mut rows: Rows) {
+        rows.clear();
+        self.spare.1 = rows;
     }
 
     /// Rows of everything accepted or changed since the last drain.
@@ -256,7 +267,7 @@ fn truncate_events(rows: &mut EventCols, mark: usize) {
 fn render_customer(model: &Model, scenario: &str, state: &mut CustomerState, rows: &mut Rows) {
     let version = state.revision;
     let retired = std::mem::take(&mut state.retired);
-    let live: HashSet<&str> = state.instances.iter().map(|i| i.instance_id.as_str()).collect();
+    let live: FastSet<&str> = state.instances.iter().map(|i| i.instance_id.as_str()).collect();
     for gone in &retired {
         // Never written: nothing to delete; an id that lives on is rewritten below.
         if gone.written && !live.contains(gone.instance_id.as_str()) {
@@ -423,7 +434,7 @@ fn render_instance(
     let cost = instance.cost(model);
     let fitness = 1.0 - f64::from(cost) / (path.len() as f64 + f64::from(journey.shortest_ideal_length));
     let settings = &model.friction;
-    let deviating: HashSet<&str> = deviations
+    let deviating: FastSet<&str> = deviations
         .iter()
         .filter(|d| DEVIATING_KINDS.contains(&d.kind))
         .flat_map(|d| d.event_ids.iter().map(String::as_str))
@@ -542,6 +553,7 @@ mod tests {
     use super::*;
     use crate::alignment::{Journey, Occurrence, Step};
     use crate::fold::JourneySpec;
+    use crate::fxhash::FastMap;
     use crate::rows::InstanceCols;
 
     fn copy_instance_row(to: &mut InstanceCols, from: &InstanceCols, i: usize) {
@@ -576,7 +588,7 @@ mod tests {
         let step_of =
             HashMap::from([("web.a".into(), vec![1]), ("web.b".into(), vec![2]), ("web.c".into(), vec![3])]);
         let core = Journey::new(steps, step_of, vec![0, 1, 1, 1], vec![0, 1, 2, 3]).unwrap();
-        let set = |t: &str| HashSet::from([t.to_string()]);
+        let set = |t: &str| FastSet::from_iter([t.to_string()]);
         let journey = JourneySpec {
             id: "j".into(),
             version: 1,
@@ -591,10 +603,10 @@ mod tests {
             ["web.a", "web.b", "web.c", "support.call"].map(|t| (t.to_string(), "web".to_string()));
         Model {
             journeys: vec![journey],
-            by_persona: HashMap::from([("p".into(), vec![0])]),
+            by_persona: FastMap::from_iter([("p".into(), vec![0])]),
             default_persona: "p".into(),
-            channel_of: HashMap::from(channels.clone()),
-            owner_of: HashMap::from(channels.map(|(t, _)| (t, "team".to_string()))),
+            channel_of: FastMap::from_iter(channels.clone()),
+            owner_of: FastMap::from_iter(channels.map(|(t, _)| (t, "team".to_string()))),
             allowed_lateness: 24 * HOUR,
             friction: FrictionSettings {
                 repeat_window: HOUR,

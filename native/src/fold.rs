@@ -1,7 +1,9 @@
 //! Per-customer journey state and the per-event fold: a port of projections/customer.py
 //! (segmenting events into instances, late and out-of-order placement, timeouts, forgetting).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use crate::fxhash::{FastMap, FastSet};
 
 use crate::alignment::{Journey, Occurrence};
 use crate::blake2b;
@@ -36,9 +38,9 @@ pub struct JourneySpec {
     pub id: String,
     pub version: i64,
     pub abandon_after_ms: i64,
-    pub entry: HashSet<String>,
-    pub goal: HashSet<String>,
-    pub last_step: HashSet<String>,
+    pub entry: FastSet<String>,
+    pub goal: FastSet<String>,
+    pub last_step: FastSet<String>,
     pub shortest_ideal_length: u32,
     pub core: Journey,
 }
@@ -47,10 +49,10 @@ pub struct JourneySpec {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub journeys: Vec<JourneySpec>,
-    pub by_persona: HashMap<String, Vec<usize>>,
+    pub by_persona: FastMap<String, Vec<usize>>,
     pub default_persona: String,
-    pub channel_of: HashMap<String, String>,
-    pub owner_of: HashMap<String, String>,
+    pub channel_of: FastMap<String, String>,
+    pub owner_of: FastMap<String, String>,
     pub allowed_lateness: i64,
     pub friction: FrictionSettings,
 }
@@ -180,7 +182,7 @@ pub const NEVER: i64 = -(1 << 62);
 pub struct CustomerState {
     pub customer_id: String,
     pub instances: Vec<Instance>,
-    pub seen: HashSet<String>,
+    pub seen: FastSet<String>,
     pub frontier: i64,
     pub persona_before: Option<String>,
     pub revision: u64,
@@ -194,7 +196,7 @@ impl CustomerState {
         CustomerState {
             customer_id,
             instances: Vec::new(),
-            seen: HashSet::new(),
+            seen: FastSet::default(),
             frontier: NEVER,
             persona_before: None,
             revision: 0,

@@ -8,6 +8,7 @@ pub mod datetime;
 pub mod engine;
 pub mod event;
 pub mod fold;
+pub mod fxhash;
 pub mod json;
 pub mod rows;
 pub mod signals;

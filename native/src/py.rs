@@ -12,6 +12,7 @@ use crate::alignment::{self, Move, Occurrence, Op};
 use crate::engine::{Engine, EventExtras, RowEnds};
 use crate::event;
 use crate::fold::{Event, JourneySpec, Model, Placement};
+use crate::fxhash::FastMap;
 use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
 
@@ -81,7 +82,7 @@ type DeviationTuple = (&'static str, String, String, String, i64, Vec<String>, S
 #[pyclass(name = "Journey", module = "projections._native")]
 struct PyJourney {
     inner: alignment::Journey,
-    channel_of: HashMap<String, String>,
+    channel_of: FastMap<String, String>,
 }
 
 fn occurrences(events: Vec<EventTuple>) -> Vec<Occurrence> {
@@ -125,7 +126,7 @@ impl PyJourney {
             .collect();
         let inner = alignment::Journey::new(steps, step_of, skip_cost, initial_costs)
             .map_err(PyValueError::new_err)?;
-        Ok(PyJourney { inner, channel_of })
+        Ok(PyJourney { inner, channel_of: channel_of.into_iter().collect() })
     }
 
     /// Journey.advance: the cost vector after one more event.
@@ -438,10 +439,10 @@ impl PyEngine {
         let (repeat_window, escalation_lookback, survey_lookback) = friction;
         let model = Model {
             journeys: specs,
-            by_persona,
+            by_persona: by_persona.into_iter().collect(),
             default_persona,
-            channel_of,
-            owner_of,
+            channel_of: channel_of.into_iter().collect(),
+            owner_of: owner_of.into_iter().collect(),
             allowed_lateness,
             friction: FrictionSettings { repeat_window, escalation_lookback, survey_lookback },
         };
@@ -579,7 +580,10 @@ impl PyEngine {
 
     /// drain() without handing the rows to Python: how many there were (for measurements).
     fn drain_count(&mut self) -> usize {
-        self.inner.drain().len()
+        let rows = self.inner.drain();
+        let n = rows.len();
+        self.inner.recycle(rows);
+        n
     }
 
     /// drain() as Arrow column buffers: {table: (rows, [(type, validity, buffers...), ...])} for
@@ -593,6 +597,7 @@ impl PyEngine {
                 out.set_item(name, (n, buffers))?;
             }
         }
+        self.inner.recycle(rows);
         Ok(out)
     }
 

@@ -21,6 +21,12 @@ impl Strs {
         self.offsets.push(self.data.len() as i32);
     }
 
+    /// Append row `i` of another column (bytes copied as they are: no re-validation).
+    pub fn push_from(&mut self, other: &Strs, i: usize) {
+        self.data.extend_from_slice(&other.data[other.offsets[i] as usize..other.offsets[i + 1] as usize]);
+        self.offsets.push(self.data.len() as i32);
+    }
+
     pub fn len(&self) -> usize {
         self.offsets.len() - 1
     }
@@ -51,6 +57,11 @@ impl OptStrs {
 
     pub fn get(&self, i: usize) -> Option<&str> {
         self.valid[i].then(|| self.values.get(i))
+    }
+
+    pub fn push_from(&mut self, other: &OptStrs, i: usize) {
+        self.values.push_from(&other.values, i);
+        self.valid.push(other.valid[i]);
     }
 }
 
@@ -98,6 +109,45 @@ impl StrLists {
     }
 }
 
+/// Emptying a column while keeping its capacity.
+pub trait Clear {
+    fn clear(&mut self);
+}
+
+impl Clear for Strs {
+    fn clear(&mut self) {
+        self.offsets.truncate(1);
+        self.data.clear();
+    }
+}
+
+impl Clear for OptStrs {
+    fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
+    }
+}
+
+impl Clear for OptInts {
+    fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
+    }
+}
+
+impl Clear for StrLists {
+    fn clear(&mut self) {
+        self.offsets.truncate(1);
+        self.values.clear();
+    }
+}
+
+impl<T> Clear for Vec<T> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+}
+
 /// One column, typed as its table declares it; what a binding needs to read or hand it over.
 pub enum Column<'a> {
     Str(&'a Strs),
@@ -122,6 +172,10 @@ macro_rules! table {
 
         impl $name {
             pub const NAME: &'static str = $table;
+
+            pub fn clear(&mut self) {
+                $(Clear::clear(&mut self.$field);)*
+            }
 
             /// The columns in the table's insert order.
             pub fn columns(&self) -> Vec<Column<'_>> {
@@ -204,18 +258,42 @@ pub struct Rows {
 impl Rows {
     /// (table name, row count, columns) of each table.
     pub fn tables(&self) -> [(&'static str, usize, Vec<Column<'_>>); 6] {
+        let n = self.counts();
         [
-            (EventCols::NAME, self.events.occurred_at.len(), self.events.columns()),
-            (InstanceCols::NAME, self.instances.version.len(), self.instances.columns()),
-            (DeviationCols::NAME, self.deviations.version.len(), self.deviations.columns()),
-            (FrictionCols::NAME, self.friction.version.len(), self.friction.columns()),
-            (DelightCols::NAME, self.delight.version.len(), self.delight.columns()),
-            (AttributionCols::NAME, self.attribution.version.len(), self.attribution.columns()),
+            (EventCols::NAME, n[0], self.events.columns()),
+            (InstanceCols::NAME, n[1], self.instances.columns()),
+            (DeviationCols::NAME, n[2], self.deviations.columns()),
+            (FrictionCols::NAME, n[3], self.friction.columns()),
+            (DelightCols::NAME, n[4], self.delight.columns()),
+            (AttributionCols::NAME, n[5], self.attribution.columns()),
+        ]
+    }
+
+    /// Empty every column, keeping the buffers' capacity for the next drain.
+    pub fn clear(&mut self) {
+        let Rows { events, instances, deviations, friction, delight, attribution } = self;
+        events.clear();
+        instances.clear();
+        deviations.clear();
+        friction.clear();
+        delight.clear();
+        attribution.clear();
+    }
+
+    /// Rows of each table, in tables() order.
+    pub fn counts(&self) -> [usize; 6] {
+        [
+            self.events.occurred_at.len(),
+            self.instances.version.len(),
+            self.deviations.version.len(),
+            self.friction.version.len(),
+            self.delight.version.len(),
+            self.attribution.version.len(),
         ]
     }
 
     pub fn len(&self) -> usize {
-        self.tables().iter().map(|(_, n, _)| n).sum()
+        self.counts().iter().sum()
     }
 
     pub fn is_empty(&self) -> bool {
