@@ -8,7 +8,6 @@ use std::rc::Rc;
 use crate::alignment::{format_duration, Deviation};
 use crate::blake2b;
 use crate::fold::{self, CustomerState, Event, Instance, Model, Placement, Status, NEVER};
-use crate::fxhash::FastSet;
 use crate::rows::{EventCols, Rows};
 use crate::signals;
 
@@ -267,14 +266,12 @@ fn truncate_events(rows: &mut EventCols, mark: usize) {
 fn render_customer(model: &Model, scenario: &str, state: &mut CustomerState, rows: &mut Rows) {
     let version = state.revision;
     let retired = std::mem::take(&mut state.retired);
-    let live: FastSet<&str> = state.instances.iter().map(|i| i.instance_id.as_str()).collect();
     for gone in &retired {
         // Never written: nothing to delete; an id that lives on is rewritten below.
-        if gone.written && !live.contains(gone.instance_id.as_str()) {
+        if gone.written && !state.instances.iter().any(|i| i.instance_id == gone.instance_id) {
             tombstone(model, scenario, &state.customer_id, gone, version, rows);
         }
     }
-    drop(live);
     let customer_id = state.customer_id.clone();
     for instance in &mut state.instances {
         if instance.dirty {
@@ -434,12 +431,11 @@ fn render_instance(
     let cost = instance.cost(model);
     let fitness = 1.0 - f64::from(cost) / (path.len() as f64 + f64::from(journey.shortest_ideal_length));
     let settings = &model.friction;
-    let deviating: FastSet<&str> = deviations
-        .iter()
-        .filter(|d| DEVIATING_KINDS.contains(&d.kind))
-        .flat_map(|d| d.event_ids.iter().map(String::as_str))
-        .collect();
-    let attributions = signals::attribute_support(events, &|id| deviating.contains(id), settings);
+    // A handful of deviations per instance: a scan beats building a set.
+    let deviating = |id: &str| {
+        deviations.iter().any(|d| DEVIATING_KINDS.contains(&d.kind) && d.event_ids.iter().any(|e| e == id))
+    };
+    let attributions = signals::attribute_support(events, &deviating, settings);
     let friction =
         signals::friction_of(events, &deviations, &attributions, status == Status::Abandoned, settings);
     let delight = signals::delight_of(events, settings);
@@ -553,7 +549,7 @@ mod tests {
     use super::*;
     use crate::alignment::{Journey, Occurrence, Step};
     use crate::fold::JourneySpec;
-    use crate::fxhash::FastMap;
+    use crate::fxhash::{FastMap, FastSet};
     use crate::rows::InstanceCols;
 
     fn copy_instance_row(to: &mut InstanceCols, from: &InstanceCols, i: usize) {
