@@ -32,6 +32,7 @@ pub fn signal_id_of(instance_id: &str, kind: &str, touchpoint: &str, event_ids: 
 }
 
 struct Customer {
+    key: Rc<str>, // the customer id, shared with the index and the deadlines
     state: CustomerState,
     queued: bool,        // in `dirty` since the last drain
     pending: Vec<usize>, // its touchpoint_events rows (in Engine::events) not drained yet
@@ -45,9 +46,13 @@ pub struct Engine {
     pub model: Model,
     pub scenario: String,
     pub watermark: i64,
-    customers: HashMap<Rc<str>, Customer>,
-    dirty: Vec<Rc<str>>,
-    deadlines: BinaryHeap<Reverse<(i64, Rc<str>)>>,
+    // Customers are kept in a slab (never removed, as JourneyEngine keeps its states) and found
+    // by id once per event; deadlines and the dirty list name their slot. A deadline sorts by
+    // (time, customer id) as the reference's heap does; the slot follows the id.
+    index: HashMap<Rc<str>, usize>,
+    customers: Vec<Customer>,
+    dirty: Vec<usize>,
+    deadlines: BinaryHeap<Reverse<(i64, Rc<str>, usize)>>,
     single_stream: bool,
     events: EventCols,        // accepted events' rows in arrival order, until the next drain
     spare: (EventCols, Rows), // emptied buffers of earlier drains, reused for their capacity
@@ -77,7 +82,8 @@ impl Engine {
             model,
             scenario,
             watermark: NEVER,
-            customers: HashMap::new(),
+            index: HashMap::new(),
+            customers: Vec::new(),
             dirty: Vec::new(),
             deadlines: BinaryHeap::new(),
             single_stream: true,
@@ -90,16 +96,22 @@ impl Engine {
     pub fn accept(&mut self, event: Event, extras: EventExtras, stream_time: Option<i64>) -> Placement {
         let ts = event.core.ts;
         self.watermark = self.watermark.max(ts);
-        let key: Rc<str> = match self.customers.get_key_value(extras.customer_id.as_str()) {
-            Some((key, _)) => key.clone(),
+        let slot = match self.index.get(extras.customer_id.as_str()) {
+            Some(&slot) => slot,
             None => {
-                let key: Rc<str> = Rc::from(extras.customer_id.as_str());
+                let slot = self.customers.len();
                 let state = CustomerState::new(extras.customer_id.clone());
-                self.customers.insert(key.clone(), Customer { state, queued: false, pending: Vec::new() });
-                key
+                self.customers.push(Customer {
+                    key: Rc::from(extras.customer_id.as_str()),
+                    state,
+                    queued: false,
+                    pending: Vec::new(),
+                });
+                self.index.insert(self.customers[slot].key.clone(), slot);
+                slot
             }
         };
-        let customer = self.customers.get_mut(&key).expect("inserted above");
+        let customer = &mut self.customers[slot];
         if let Some(stream_time) = stream_time {
             self.single_stream = false;
             customer.state.stream_time = customer.state.stream_time.max(stream_time);
@@ -130,12 +142,12 @@ impl Engine {
         customer.pending.push(mark);
         if !customer.queued {
             customer.queued = true;
-            self.dirty.push(key.clone());
+            self.dirty.push(slot);
         }
         if let Some(current) = customer.state.open_instance() {
             let last = current.events.last().expect("non-empty").core.ts;
             let deadline = last + self.model.journeys[current.journey].abandon_after_ms;
-            self.deadlines.push(Reverse((deadline, key)));
+            self.deadlines.push(Reverse((deadline, customer.key.clone(), slot)));
         }
         placement
     }
@@ -143,16 +155,15 @@ impl Engine {
     /// Move time forward: close instances idle for longer than their abandon_after.
     pub fn advance(&mut self, watermark: i64) {
         self.watermark = self.watermark.max(watermark);
-        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
+        while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
             if *deadline >= self.watermark {
                 break;
             }
-            let Reverse((_, key)) = self.deadlines.pop().expect("peeked");
-            if let Some(customer) = self.customers.get_mut(&key) {
-                if fold::expire(&mut customer.state, &self.model, self.watermark) && !customer.queued {
-                    customer.queued = true;
-                    self.dirty.push(key);
-                }
+            let Reverse((_, _, slot)) = self.deadlines.pop().expect("peeked");
+            let customer = &mut self.customers[slot];
+            if fold::expire(&mut customer.state, &self.model, self.watermark) && !customer.queued {
+                customer.queued = true;
+                self.dirty.push(slot);
             }
         }
     }
@@ -166,8 +177,8 @@ impl Engine {
         let accepted = std::mem::replace(&mut self.events, std::mem::take(&mut self.spare.0));
         let mut rows = std::mem::take(&mut self.spare.1);
         let mut ends = Vec::with_capacity(dirty.len());
-        for key in dirty {
-            let customer = self.customers.get_mut(&key).expect("dirty customers are known");
+        for slot in dirty {
+            let customer = &mut self.customers[slot];
             customer.queued = false;
             for i in customer.pending.drain(..) {
                 copy_event_row(&mut rows.events, &accepted, i);
@@ -175,7 +186,7 @@ impl Engine {
             render_customer(&self.model, &self.scenario, &mut customer.state, &mut rows);
             let stream_time = if self.single_stream { self.watermark } else { customer.state.stream_time };
             fold::forget_settled(&mut customer.state, &self.model, stream_time - lateness);
-            ends.push((key, rows.counts()));
+            ends.push((customer.key.clone(), rows.counts()));
         }
         self.spare.0 = accepted;
         self.spare.0.clear();
@@ -214,17 +225,16 @@ impl Engine {
     pub fn forget_cached(&mut self) {
         self.deadlines.clear();
         self.events = EventCols::default();
-        for key in std::mem::take(&mut self.dirty) {
-            if let Some(customer) = self.customers.get_mut(&key) {
-                customer.queued = false;
-                customer.pending.clear();
-            }
+        for slot in std::mem::take(&mut self.dirty) {
+            let customer = &mut self.customers[slot];
+            customer.queued = false;
+            customer.pending.clear();
         }
     }
 
     /// How many journey instances are open now.
     pub fn open_instances(&self) -> usize {
-        self.customers.values().filter(|c| c.state.open_instance().is_some()).count()
+        self.customers.iter().filter(|c| c.state.open_instance().is_some()).count()
     }
 
     pub fn customers(&self) -> usize {
@@ -232,7 +242,7 @@ impl Engine {
     }
 
     pub fn state(&self, customer_id: &str) -> Option<&CustomerState> {
-        self.customers.get(customer_id).map(|c| &c.state)
+        self.index.get(customer_id).map(|&slot| &self.customers[slot].state)
     }
 }
 
