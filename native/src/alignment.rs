@@ -2,6 +2,7 @@
 //! of projections/journeys.py (Journey.advance/advance_cached) and projections/alignment.py.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::fxhash::FastMap;
 
@@ -68,8 +69,9 @@ pub struct Move {
 pub struct Occurrence {
     pub ts: i64,
     pub event_id: String,
-    pub touchpoint: String,
-    pub channel: String,
+    // Shared: a handful of touchpoints and channels recur in every event.
+    pub touchpoint: Rc<str>,
+    pub channel: Rc<str>,
 }
 
 impl AsRef<Occurrence> for Occurrence {
@@ -302,7 +304,7 @@ impl Journey {
             let deviation = |kind, step: &str, channel: &str, detail: String, cost| Deviation {
                 kind,
                 step: step.to_string(),
-                touchpoint: event.touchpoint.clone(),
+                touchpoint: event.touchpoint.to_string(),
                 channel: channel.to_string(),
                 ts: event.ts,
                 event_ids: vec![event.event_id.clone()],
@@ -310,7 +312,7 @@ impl Journey {
                 cost,
             };
             if m.op == Op::Insert {
-                let candidates = self.step_of.get(&event.touchpoint).unwrap_or(&none);
+                let candidates = self.step_of.get(&*event.touchpoint).unwrap_or(&none);
                 let mut kind = "unexpected_step";
                 let mut cost = 1;
                 let mut step_name = String::new();
@@ -339,7 +341,7 @@ impl Journey {
             }
             let step = &steps[m.step - 1];
             if m.op == Op::Match {
-                if event.channel != step.primary_channel {
+                if *event.channel != *step.primary_channel {
                     let detail = format!("done on {} instead of {}", event.channel, step.primary_channel);
                     out.push((
                         event.ts,
@@ -472,7 +474,7 @@ mod tests {
             .map(|(i, t)| Occurrence {
                 ts: i as i64,
                 event_id: format!("e{i}"),
-                touchpoint: t.to_string(),
+                touchpoint: (*t).into(),
                 channel: "web".into(),
             })
             .collect();

@@ -125,7 +125,7 @@ impl Engine {
         rows.occurred_at.push(ts);
         rows.channel.push(&event.core.channel);
         rows.touchpoint.push(&event.core.touchpoint);
-        rows.owner_team.push(self.model.owner_of.get(&event.core.touchpoint).map_or("", String::as_str));
+        rows.owner_team.push(self.model.owner_of.get(&*event.core.touchpoint).map_or("", String::as_str));
         rows.persona.push(event.persona.as_deref());
         rows.outcome.push(event.outcome.as_deref());
         rows.employee_id.push(event.employee_id.as_deref());
@@ -413,7 +413,7 @@ fn render_instance(
 ) {
     let journey = &model.journeys[instance.journey];
     let events = &instance.events;
-    let path: Vec<&str> = events.iter().map(|e| e.core.touchpoint.as_str()).collect();
+    let path: Vec<&str> = events.iter().map(|e| &*e.core.touchpoint).collect();
     let status = instance.status();
     let end_state = instance.full_alignment().then_some(journey.core.steps.len());
     let moves = journey.core.align(&path, end_state);
@@ -426,8 +426,8 @@ fn render_instance(
         deviations.push(Deviation {
             kind: "abandoned",
             step: next_step.name.clone(),
-            touchpoint: last.core.touchpoint.clone(),
-            channel: last.core.channel.clone(),
+            touchpoint: last.core.touchpoint.to_string(),
+            channel: last.core.channel.to_string(),
             ts: last.core.ts,
             event_ids: vec![last.core.event_id.clone()],
             detail: format!(
@@ -541,7 +541,7 @@ fn render_instance(
         t.customer_id.push(customer_id);
         t.persona.push(persona);
         t.support_touchpoint.push(&support.touchpoint);
-        t.upstream_touchpoint.push(upstream.map(|u| u.touchpoint.as_str()));
+        t.upstream_touchpoint.push(upstream.map(|u| &*u.touchpoint));
         t.upstream_owner_team.push(upstream.map(|u| owner(model, &u.touchpoint)));
         t.upstream_event_id.push(upstream.map(|u| u.event_id.as_str()));
         t.rule.push(item.rule);
@@ -619,6 +619,7 @@ mod tests {
                 escalation_lookback: HOUR,
                 survey_lookback: HOUR,
             },
+            names: FastSet::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! (segmenting events into instances, late and out-of-order placement, timeouts, forgetting).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::fxhash::{FastMap, FastSet};
 
@@ -55,11 +56,25 @@ pub struct Model {
     pub owner_of: FastMap<String, String>,
     pub allowed_lateness: i64,
     pub friction: FrictionSettings,
+    /// Touchpoint and channel names, shared by every event that names them.
+    pub names: FastSet<Rc<str>>,
 }
 
 impl Model {
     pub fn persona_known(&self, persona: Option<&str>) -> bool {
         persona.is_some_and(|p| self.by_persona.contains_key(p))
+    }
+
+    /// The shared copy of a touchpoint or channel name (at most a few thousand are kept).
+    pub fn intern(&mut self, name: &str) -> Rc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Rc<str> = Rc::from(name);
+        if self.names.len() < 10_000 {
+            self.names.insert(shared.clone());
+        }
+        shared
     }
 
     /// The persona's journey that this touchpoint enters, else the persona's first journey.
@@ -239,7 +254,7 @@ fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<Stri
 
 fn append(instance: &mut Instance, model: &mut Model, event: Event) {
     let journey = &mut model.journeys[instance.journey];
-    let touchpoint = event.core.touchpoint.as_str();
+    let touchpoint = &*event.core.touchpoint;
     (instance.base, instance.relative) =
         journey.core.advance_cached((instance.base, instance.relative), touchpoint);
     if journey.goal.contains(touchpoint) {
@@ -258,7 +273,7 @@ fn boundary(instance: &Instance, model: &Model, event: &Event) -> Option<Closure
     if event.core.ts - instance.last().core.ts > journey.abandon_after_ms {
         return Some(Closure::Idle);
     }
-    if instance.goal_reached && journey.entry.contains(&event.core.touchpoint) {
+    if instance.goal_reached && journey.entry.contains(&*event.core.touchpoint) {
         return Some(Closure::NextJourney);
     }
     None

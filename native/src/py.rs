@@ -88,7 +88,12 @@ struct PyJourney {
 fn occurrences(events: Vec<EventTuple>) -> Vec<Occurrence> {
     events
         .into_iter()
-        .map(|(ts, event_id, touchpoint, channel)| Occurrence { ts, event_id, touchpoint, channel })
+        .map(|(ts, event_id, touchpoint, channel)| Occurrence {
+            ts,
+            event_id,
+            touchpoint: touchpoint.into(),
+            channel: channel.into(),
+        })
         .collect()
 }
 
@@ -214,7 +219,7 @@ impl PyJourney {
             return Err(PyValueError::new_err("end_state is beyond the last step"));
         }
         let events = occurrences(events);
-        let path: Vec<&str> = events.iter().map(|e| e.touchpoint.as_str()).collect();
+        let path: Vec<&str> = events.iter().map(|e| &*e.touchpoint).collect();
         let moves = self.inner.align(&path, end_state);
         Ok(deviation_tuples(self.inner.deviations_of(&events, &moves, &self.channel_of)))
     }
@@ -225,7 +230,7 @@ impl PyJourney {
             .into_iter()
             .map(|events| {
                 let events = occurrences(events);
-                let path: Vec<&str> = events.iter().map(|e| e.touchpoint.as_str()).collect();
+                let path: Vec<&str> = events.iter().map(|e| &*e.touchpoint).collect();
                 let moves = self.inner.align(&path, None);
                 self.inner.deviations_of(&events, &moves, &self.channel_of).len()
             })
@@ -265,10 +270,15 @@ fn step_of_tuple(t: StepTuple) -> alignment::Step {
     alignment::Step { name, touchpoints, primary, primary_channel, optional, repeatable, within_ms, goal }
 }
 
-fn event_of_tuple(t: OccurrenceTuple) -> Event {
+fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
     let (ts, event_id, touchpoint, channel, outcome, persona, employee_id, survey_kind, survey_score) = t;
     Event {
-        core: Occurrence { ts, event_id, touchpoint, channel },
+        core: Occurrence {
+            ts,
+            event_id,
+            touchpoint: model.intern(&touchpoint),
+            channel: model.intern(&channel),
+        },
         outcome,
         persona,
         employee_id,
@@ -445,6 +455,7 @@ impl PyEngine {
             owner_of: owner_of.into_iter().collect(),
             allowed_lateness,
             friction: FrictionSettings { repeat_window, escalation_lookback, survey_lookback },
+            names: Default::default(),
         };
         Ok(PyEngine { inner: Engine::new(model, scenario) })
     }
@@ -476,7 +487,12 @@ impl PyEngine {
         stream_time: Option<i64>,
     ) -> u8 {
         let event = Event {
-            core: Occurrence { ts, event_id, touchpoint, channel },
+            core: Occurrence {
+                ts,
+                event_id,
+                touchpoint: self.inner.model.intern(&touchpoint),
+                channel: self.inner.model.intern(&channel),
+            },
             outcome,
             persona,
             employee_id,
@@ -539,8 +555,8 @@ impl PyEngine {
                 core: Occurrence {
                     ts,
                     event_id: e.event_id.into_owned(),
-                    touchpoint: e.touchpoint.into_owned(),
-                    channel: e.channel.into_owned(),
+                    touchpoint: self.inner.model.intern(&e.touchpoint),
+                    channel: self.inner.model.intern(&e.channel),
                 },
                 outcome: e.outcome.map(str::to_string),
                 persona: e.persona.map(Cow::into_owned),
@@ -621,7 +637,8 @@ impl PyEngine {
         events: Vec<OccurrenceTuple>,
     ) -> PyResult<(Bound<'py, PyDict>, usize)> {
         let mut rows = Rows::default();
-        let events = events.into_iter().map(event_of_tuple).collect();
+        let model = &mut self.inner.model;
+        let events = events.into_iter().map(|t| event_of_tuple(model, t)).collect();
         let duplicates = self.inner.replay_customer(customer_id, events, &mut rows);
         let all = rows.tables().map(|(_, n, _)| n);
         Ok((row_tuples(py, &rows, [0; 6], all)?, duplicates))

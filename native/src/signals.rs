@@ -75,11 +75,11 @@ pub fn attribute_support(
 ) -> Vec<Attribution> {
     let mut out = Vec::new();
     for (position, event) in events.iter().enumerate() {
-        if event.core.channel != SUPPORT_CHANNEL {
+        if &*event.core.channel != SUPPORT_CHANNEL {
             continue;
         }
         let in_window = |earlier: &&Event| {
-            earlier.core.channel != SUPPORT_CHANNEL
+            &*earlier.core.channel != SUPPORT_CHANNEL
                 && earlier.survey_kind.is_none()
                 && event.core.ts - earlier.core.ts <= settings.escalation_lookback
         };
@@ -161,7 +161,7 @@ pub fn friction_of(
             let last = events
                 .iter()
                 .rev()
-                .find(|e| e.core.channel != SUPPORT_CHANNEL && e.survey_kind.is_none())
+                .find(|e| &*e.core.channel != SUPPORT_CHANNEL && e.survey_kind.is_none())
                 .unwrap_or(fallback);
             out.push(signal(
                 "abandonment",
@@ -226,7 +226,7 @@ pub fn delight_of(events: &[Event], settings: &FrictionSettings) -> Vec<DelightS
             None => vec![event.core.event_id.clone()],
         };
         out.push(DelightSignal {
-            touchpoint: target.core.touchpoint.clone(),
+            touchpoint: target.core.touchpoint.to_string(),
             employee_id: employee,
             survey_kind: kind.clone(),
             score,
