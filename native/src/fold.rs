@@ -14,10 +14,10 @@ use crate::signals::FrictionSettings;
 #[derive(Debug, Clone)]
 pub struct Event {
     pub core: Occurrence, // ts, event_id, touchpoint, channel
-    pub outcome: Option<String>,
-    pub persona: Option<String>,
+    pub outcome: Option<Rc<str>>,
+    pub persona: Option<Rc<str>>,
     pub employee_id: Option<String>,
-    pub survey_kind: Option<String>,
+    pub survey_kind: Option<Rc<str>>,
     pub survey_score: Option<i64>,
 }
 
@@ -228,7 +228,7 @@ impl CustomerState {
 
 fn persona_of(model: &Model, event: &Event, known: Option<String>) -> String {
     match &event.persona {
-        Some(p) if model.by_persona.contains_key(p) => p.clone(),
+        Some(p) if model.by_persona.contains_key(&**p) => p.to_string(),
         _ => known.unwrap_or_else(|| model.default_persona.clone()),
     }
 }
@@ -284,7 +284,7 @@ fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&str
     let Some(instance) = instance else { return before.map(str::to_string) };
     for event in instance.events.iter().rev() {
         if model.persona_known(event.persona.as_deref()) {
-            return event.persona.clone();
+            return event.persona.as_deref().map(str::to_string);
         }
     }
     Some(instance.persona.clone())

@@ -279,10 +279,10 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
             touchpoint: model.intern(&touchpoint),
             channel: model.intern(&channel),
         },
-        outcome,
-        persona,
+        outcome: outcome.map(|o| model.intern(&o)),
+        persona: persona.map(|p| model.intern(&p)),
         employee_id,
-        survey_kind,
+        survey_kind: survey_kind.map(|k| model.intern(&k)),
         survey_score,
     }
 }
@@ -493,10 +493,10 @@ impl PyEngine {
                 touchpoint: self.inner.model.intern(&touchpoint),
                 channel: self.inner.model.intern(&channel),
             },
-            outcome,
-            persona,
+            outcome: outcome.map(|o| self.inner.model.intern(&o)),
+            persona: persona.map(|p| self.inner.model.intern(&p)),
             employee_id,
-            survey_kind,
+            survey_kind: survey_kind.map(|k| self.inner.model.intern(&k)),
             survey_score,
         };
         let extras = EventExtras { customer_id, survey_comment, attributes, source };
@@ -541,7 +541,8 @@ impl PyEngine {
             }
             let (survey_kind, survey_score, survey_comment) = match e.survey {
                 Some(survey) => {
-                    (Some(survey.kind.to_string()), Some(survey.score), survey.comment.map(Cow::into_owned))
+                    let kind = self.inner.model.intern(survey.kind);
+                    (Some(kind), Some(survey.score), survey.comment.map(Cow::into_owned))
                 }
                 None => (None, None, None),
             };
@@ -558,8 +559,8 @@ impl PyEngine {
                     touchpoint: self.inner.model.intern(&e.touchpoint),
                     channel: self.inner.model.intern(&e.channel),
                 },
-                outcome: e.outcome.map(str::to_string),
-                persona: e.persona.map(Cow::into_owned),
+                outcome: e.outcome.map(|o| self.inner.model.intern(o)),
+                persona: e.persona.map(|p| self.inner.model.intern(&p)),
                 employee_id: e.employee_id.map(Cow::into_owned),
                 survey_kind,
                 survey_score,

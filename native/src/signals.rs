@@ -228,7 +228,7 @@ pub fn delight_of(events: &[Event], settings: &FrictionSettings) -> Vec<DelightS
         out.push(DelightSignal {
             touchpoint: target.core.touchpoint.to_string(),
             employee_id: employee,
-            survey_kind: kind.clone(),
+            survey_kind: kind.to_string(),
             score,
             ts: event.core.ts,
             event_ids: ids,
