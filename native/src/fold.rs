@@ -127,6 +127,11 @@ impl Status {
     }
 }
 
+fn hash_id(event_id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<crate::fxhash::FxHasher>::default().hash_one(event_id)
+}
+
 /// Deterministic instance id: the same first event always opens the same instance.
 pub fn instance_id_of(customer_id: &str, first_event_id: &str) -> String {
     blake2b::hex8(&[customer_id.as_bytes(), b"\x00", first_event_id.as_bytes()])
@@ -197,7 +202,9 @@ pub const NEVER: i64 = -(1 << 62);
 pub struct CustomerState {
     pub customer_id: String,
     pub instances: Vec<Instance>,
-    pub seen: FastSet<String>,
+    /// The ids of the retained events (CustomerState.seen), kept as hash -> how many retained
+    /// events have it; a hit is confirmed against the events themselves, so it stays exact.
+    pub seen: FastMap<u64, u32>,
     pub frontier: i64,
     pub persona_before: Option<String>,
     pub revision: u64,
@@ -211,7 +218,7 @@ impl CustomerState {
         CustomerState {
             customer_id,
             instances: Vec::new(),
-            seen: FastSet::default(),
+            seen: FastMap::default(),
             frontier: NEVER,
             persona_before: None,
             revision: 0,
@@ -219,6 +226,11 @@ impl CustomerState {
             events_accepted: 0,
             retired: Vec::new(),
         }
+    }
+
+    /// Whether a retained event has this id.
+    pub fn holds(&self, event_id: &str) -> bool {
+        self.instances.iter().flat_map(|i| &i.events).any(|e| e.core.event_id == event_id)
     }
 
     pub fn open_instance(&self) -> Option<&Instance> {
@@ -349,13 +361,14 @@ pub enum Placement {
 
 /// Fold a new event into the customer's state, in event-time order whatever the arrival order.
 pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, watermark: i64) -> Placement {
-    if state.seen.contains(&event.core.event_id) {
+    let id_hash = hash_id(&event.core.event_id);
+    if state.seen.contains_key(&id_hash) && state.holds(&event.core.event_id) {
         return Placement::Duplicate;
     }
     if event.core.ts < state.frontier {
         return Placement::TooLate;
     }
-    state.seen.insert(event.core.event_id.clone());
+    *state.seen.entry(id_hash).or_insert(0) += 1;
     state.events_accepted += 1;
     state.revision += 1;
     let in_order = match state.instances.last() {
@@ -418,7 +431,13 @@ pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) ->
         state.frontier = state.frontier.max(gone.end_bound(model));
         state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_deref());
         for event in &gone.events {
-            state.seen.remove(&event.core.event_id);
+            let id_hash = hash_id(&event.core.event_id);
+            if let Some(count) = state.seen.get_mut(&id_hash) {
+                *count -= 1;
+                if *count == 0 {
+                    state.seen.remove(&id_hash);
+                }
+            }
         }
         dropped += 1;
     }
