@@ -13,6 +13,7 @@ from streams.alerting.detection import EmbeddedAlerting
 from streams.common.engines import EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
+from streams.embedded.upgrade import keep_unkept_states
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.store.summary import render_table, summarise
 
@@ -46,9 +47,7 @@ def run_file(
     """
     engine = journey_engine(model, scenario, engine_kind)
     if isinstance(engine, JourneyEngine):
-        restored = restore_state(engine, store)
-        if restored:
-            print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+        continue_journeys(engine, store)
     elif store.journey_states(scenario):
         msg = (
             f"scenario '{scenario}' holds journey states kept by earlier runs, which the native engine "
@@ -65,6 +64,22 @@ def run_file(
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)
     return stats
+
+
+def continue_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+    """Load the journey states earlier runs kept (`run` and `serve` alike), after keeping once those
+    a data dir from before `serve` kept states lacks; says so on stderr; returns the customers."""
+    rebuilt = keep_unkept_states(engine.model, store, engine.scenario)
+    if rebuilt:
+        print(
+            f"kept the journey states of {rebuilt:,} stored events that had none (a data dir from "
+            "before serve kept states; done once)",
+            file=sys.stderr,
+        )
+    restored = restore_state(engine, store)
+    if restored:
+        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    return restored
 
 
 def print_summary(store: ClickHouseProjectionStore, stats: RunStats, scenario: str = "live") -> None:
