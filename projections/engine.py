@@ -26,9 +26,16 @@ from projections.customer import (
 from projections.durations import format_duration
 from projections.journeys import JourneyModel
 from projections.occurrence import Occurrence, occurrence_of
+from projections.rows import (
+    Row,
+    delight_signal_row,
+    deviation_row,
+    friction_signal_row,
+    journey_instance_row,
+    support_attribution_row,
+    touchpoint_event_row,
+)
 from projections.signals import attribute_support, delight_of, friction_of
-
-Row = tuple[object, ...]
 
 DEVIATING_KINDS = frozenset(
     {
@@ -242,24 +249,24 @@ class JourneyEngine:
         """How many journey instances are open now."""
         return sum(1 for state in self.customers.values() if state.open_instance() is not None)
 
-    def _event_row(self, event: TouchpointEvent, ts: int) -> tuple[object, ...]:
+    def _event_row(self, event: TouchpointEvent, ts: int) -> Row:
         survey = event.survey
-        return (
-            self.scenario,
-            event.event_id,
-            event.customer_id,
-            ts,
-            event.channel,
-            event.touchpoint,
-            self.model.owner_of.get(event.touchpoint, ""),
-            event.persona,
-            event.outcome.value if event.outcome is not None else None,
-            event.employee_id,
-            survey.kind.value if survey is not None else None,
-            survey.score if survey is not None else None,
-            survey.comment if survey is not None else None,
-            orjson.dumps(event.attributes).decode() if event.attributes else "{}",
-            event.source,
+        return touchpoint_event_row(
+            scenario=self.scenario,
+            event_id=event.event_id,
+            customer_id=event.customer_id,
+            occurred_at=ts,
+            channel=event.channel,
+            touchpoint=event.touchpoint,
+            owner_team=self.model.owner_of.get(event.touchpoint, ""),
+            persona=event.persona,
+            outcome=event.outcome.value if event.outcome is not None else None,
+            employee_id=event.employee_id,
+            survey_kind=survey.kind.value if survey is not None else None,
+            survey_score=survey.score if survey is not None else None,
+            survey_comment=survey.comment if survey is not None else None,
+            attributes=orjson.dumps(event.attributes).decode() if event.attributes else "{}",
+            source=event.source,
         )
 
     def _render_customer(self, state: CustomerState, batch: RowBatch) -> None:
@@ -289,9 +296,28 @@ class JourneyEngine:
         journey = gone.journey
         batch.add(
             schema.JOURNEY_INSTANCES,
-            (scenario, gone.instance_id, customer, gone.persona, journey.id, journey.version,
-             gone.status.value, None, [], [], 0, 0, 0.0, 0, first, last, None, version, 1),
-        )  # fmt: skip
+            journey_instance_row(
+                scenario=scenario,
+                instance_id=gone.instance_id,
+                customer_id=customer,
+                persona=gone.persona,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                status=gone.status.value,
+                end_reason=None,
+                path=[],
+                path_event_ids=[],
+                events=0,
+                cost=0,
+                fitness=0.0,
+                deviation_count=0,
+                started_at=first,
+                last_event_at=last,
+                ended_at=None,
+                version=version,
+                is_deleted=1,
+            ),
+        )
         _tombstone_tail(
             scenario, instance=gone, customer=customer, version=version, batch=batch, keep=(0, 0, 0)
         )
@@ -313,15 +339,49 @@ def _tombstone_tail(
     for idx in range(keep[0], instance.emitted[0]):
         batch.add(
             schema.DEVIATIONS,
-            (scenario, iid, idx, customer, persona, journey.id, journey.version, "", "", "", "",
-             "", ts, [], "", 0, version, 1),
-        )  # fmt: skip
+            deviation_row(
+                scenario=scenario,
+                instance_id=iid,
+                idx=idx,
+                customer_id=customer,
+                persona=persona,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                kind="",
+                step="",
+                touchpoint="",
+                channel="",
+                owner_team="",
+                occurred_at=ts,
+                event_ids=[],
+                detail="",
+                cost=0,
+                version=version,
+                is_deleted=1,
+            ),
+        )
     for idx in range(keep[1], instance.emitted[1]):
         batch.add(
             schema.FRICTION_SIGNALS,
-            (scenario, iid, idx, "", customer, persona, journey.id, journey.version, "", "", "",
-             0.0, ts, [], version, 1),
-        )  # fmt: skip
+            friction_signal_row(
+                scenario=scenario,
+                instance_id=iid,
+                idx=idx,
+                signal_id="",
+                customer_id=customer,
+                persona=persona,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                touchpoint="",
+                owner_team="",
+                kind="",
+                weight=0.0,
+                occurred_at=ts,
+                event_ids=[],
+                version=version,
+                is_deleted=1,
+            ),
+        )
     for idx in range(keep[2], instance.emitted[2]):
         batch.add(
             schema.DELIGHT_SIGNALS,
@@ -351,11 +411,17 @@ def render_instance(
         next_step = journey.steps[min(done, len(journey.steps) - 1)]
         last = events[-1]
         deviations.append(
-            Deviation(DeviationKind.ABANDONED, next_step.name, last.touchpoint, last.channel,
-                      last.ts, (last.event_id,),
-                      f"no event within {format_duration(journey.abandon_after_ms)} before step "
-                      f"'{next_step.name}'", 1)
-        )  # fmt: skip
+            Deviation(
+                DeviationKind.ABANDONED,
+                next_step.name,
+                last.touchpoint,
+                last.channel,
+                last.ts,
+                (last.event_id,),
+                f"no event within {format_duration(journey.abandon_after_ms)} before step '{next_step.name}'",
+                1,
+            )
+        )
     cost = instance.cost
     fitness = 1.0 - cost / (len(path) + journey.shortest_ideal_length)
     settings = model.settings.friction
@@ -373,46 +439,115 @@ def render_instance(
     ended = events[-1].ts if instance.closure is not None else None
     batch.add(
         schema.JOURNEY_INSTANCES,
-        (scenario, iid, customer, persona, journey.id, journey.version, status.value,
-         instance.closure.value if instance.closure is not None else None,
-         path, [event.event_id for event in events], len(path), cost, fitness, len(deviations),
-         events[0].ts, events[-1].ts, ended, version, 0),
-    )  # fmt: skip
+        journey_instance_row(
+            scenario=scenario,
+            instance_id=iid,
+            customer_id=customer,
+            persona=persona,
+            journey_id=journey.id,
+            journey_version=journey.version,
+            status=status.value,
+            end_reason=instance.closure.value if instance.closure is not None else None,
+            path=path,
+            path_event_ids=[event.event_id for event in events],
+            events=len(path),
+            cost=cost,
+            fitness=fitness,
+            deviation_count=len(deviations),
+            started_at=events[0].ts,
+            last_event_at=events[-1].ts,
+            ended_at=ended,
+            version=version,
+            is_deleted=0,
+        ),
+    )
     owner_of = model.owner_of
     for idx, deviation in enumerate(deviations):
         batch.add(
             schema.DEVIATIONS,
-            (scenario, iid, idx, customer, persona, journey.id, journey.version,
-             deviation.kind.value, deviation.step, deviation.touchpoint, deviation.channel,
-             owner_of.get(deviation.touchpoint, ""), deviation.ts, list(deviation.event_ids),
-             deviation.detail, deviation.cost, version, 0),
-        )  # fmt: skip
+            deviation_row(
+                scenario=scenario,
+                instance_id=iid,
+                idx=idx,
+                customer_id=customer,
+                persona=persona,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                kind=deviation.kind.value,
+                step=deviation.step,
+                touchpoint=deviation.touchpoint,
+                channel=deviation.channel,
+                owner_team=owner_of.get(deviation.touchpoint, ""),
+                occurred_at=deviation.ts,
+                event_ids=list(deviation.event_ids),
+                detail=deviation.detail,
+                cost=deviation.cost,
+                version=version,
+                is_deleted=0,
+            ),
+        )
     for idx, signal in enumerate(friction):
         batch.add(
             schema.FRICTION_SIGNALS,
-            (scenario, iid, idx,
-             signal_id_of(iid, signal.kind.value, signal.touchpoint, signal.event_ids),
-             customer, persona, journey.id, journey.version, signal.touchpoint,
-             owner_of.get(signal.touchpoint, ""), signal.kind.value, signal.weight, signal.ts,
-             list(signal.event_ids), version, 0),
-        )  # fmt: skip
+            friction_signal_row(
+                scenario=scenario,
+                instance_id=iid,
+                idx=idx,
+                signal_id=signal_id_of(iid, signal.kind.value, signal.touchpoint, signal.event_ids),
+                customer_id=customer,
+                persona=persona,
+                journey_id=journey.id,
+                journey_version=journey.version,
+                touchpoint=signal.touchpoint,
+                owner_team=owner_of.get(signal.touchpoint, ""),
+                kind=signal.kind.value,
+                weight=signal.weight,
+                occurred_at=signal.ts,
+                event_ids=list(signal.event_ids),
+                version=version,
+                is_deleted=0,
+            ),
+        )
     for idx, delighted in enumerate(delight):
         batch.add(
             schema.DELIGHT_SIGNALS,
-            (scenario, iid, idx, customer, persona, delighted.touchpoint,
-             owner_of.get(delighted.touchpoint, ""), delighted.employee_id, delighted.survey_kind,
-             delighted.score, delighted.ts, list(delighted.event_ids), version, 0),
-        )  # fmt: skip
+            delight_signal_row(
+                scenario=scenario,
+                instance_id=iid,
+                idx=idx,
+                customer_id=customer,
+                persona=persona,
+                touchpoint=delighted.touchpoint,
+                owner_team=owner_of.get(delighted.touchpoint, ""),
+                employee_id=delighted.employee_id,
+                survey_kind=delighted.survey_kind,
+                score=delighted.score,
+                occurred_at=delighted.ts,
+                event_ids=list(delighted.event_ids),
+                version=version,
+                is_deleted=0,
+            ),
+        )
     for item in attributions:
         upstream = item.upstream
         batch.add(
             schema.SUPPORT_ATTRIBUTION,
-            (scenario, item.support.event_id, iid, customer, persona, item.support.touchpoint,
-             upstream.touchpoint if upstream else None,
-             owner_of.get(upstream.touchpoint, "") if upstream else None,
-             upstream.event_id if upstream else None, item.rule.value, item.support.ts,
-             version, 0),
-        )  # fmt: skip
+            support_attribution_row(
+                scenario=scenario,
+                support_event_id=item.support.event_id,
+                instance_id=iid,
+                customer_id=customer,
+                persona=persona,
+                support_touchpoint=item.support.touchpoint,
+                upstream_touchpoint=upstream.touchpoint if upstream else None,
+                upstream_owner_team=owner_of.get(upstream.touchpoint, "") if upstream else None,
+                upstream_event_id=upstream.event_id if upstream else None,
+                rule=item.rule.value,
+                occurred_at=item.support.ts,
+                version=version,
+                is_deleted=0,
+            ),
+        )
     counts = (len(deviations), len(friction), len(delight))
     _tombstone_tail(scenario, instance=instance, customer=customer, version=version, batch=batch, keep=counts)
     instance.emitted = counts

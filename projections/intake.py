@@ -9,8 +9,9 @@ from typing import NamedTuple, Protocol
 from events.codec import check_contract
 from events.errors import BadReason, Rejection
 from events.model import MAX_EVENT_DEPTH, TouchpointEvent
-from projections.engine import EngineCounters, Row
+from projections.engine import EngineCounters
 from projections.native_engine import REFUSED, NativeEngine
+from projections.rows import Row
 
 
 class Kind(StrEnum):

@@ -9,10 +9,11 @@ import orjson
 
 from events.errors import BadReason, Rejection
 from events.model import TouchpointEvent
-from projections.engine import EngineCounters, Row, RowBatch
+from projections.engine import EngineCounters, RowBatch
 from projections.journeys import Journey, JourneyModel
 from projections.native import native_module
 from projections.occurrence import Occurrence
+from projections.rows import Row
 
 ACCEPTED, DUPLICATE, TOO_LATE = 0, 1, 2  # what the native accept() returns
 REFUSED, FALLBACK = 0, 1  # the exceptions of the native feed_raw()

@@ -10,9 +10,10 @@ from events.errors import Rejection
 from events.model import TouchpointEvent
 from projections import schema
 from projections.customer import CustomerState
-from projections.engine import JourneyEngine, Row, RowBatch
+from projections.engine import JourneyEngine, RowBatch
 from projections.intake import Intake, Kind, Verdict
 from projections.native_engine import NativeEngine
+from projections.rows import Row
 from projections.state_codec import decode_state, encode_state
 from streams.alerting.detection import EmbeddedAlerting
 from streams.store.protocol import ProjectionStore

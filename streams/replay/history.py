@@ -21,10 +21,11 @@ import pyarrow as pa
 from events.errors import TouchpathError
 from events.model import TouchpointEvent
 from projections import schema
-from projections.engine import JourneyEngine, Row, RowBatch
+from projections.engine import JourneyEngine, RowBatch
 from projections.intake import Intake, quarantine_row
 from projections.journeys import JourneyModel, parse_definitions
 from projections.occurrence import Occurrence
+from projections.rows import Row
 from streams.common.progress import Progress
 from streams.common.topics import TOUCHPOINTS
 from streams.store import arrow_rows

@@ -14,10 +14,11 @@ import structlog
 
 from events.errors import Rejection
 from projections import schema
-from projections.engine import JourneyEngine, Row, RowBatch
+from projections.engine import JourneyEngine, RowBatch
 from projections.intake import Intake
 from projections.intake import Kind as VerdictKind
 from projections.journeys import JourneyModel
+from projections.rows import Row
 from projections.state_codec import encode_state
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
