@@ -134,7 +134,8 @@ def run_sdk(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> tup
     return rates
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -142,28 +143,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def ingest_server(bootstrap: str, topic: str, key_id: str, secret: str) -> Iterator[tuple[str, int]]:
-    """`touchpath ingest` in a child process writing to `topic`; yields its base URL and pid."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        BOOTSTRAP_ENV: bootstrap,
-        "TOUCHPATH_INGEST_KEYS": f"{key_id}:{secret}",
-        "TOUCHPATH_INGEST_RATE_LIMIT": "0",
-        "TOUCHPATH_INGEST_HOST": "127.0.0.1",
-        "TOUCHPATH_INGEST_PORT": str(port),
-        "TOUCHPATH_LOG_LEVEL": "warning",
-    }
+def child_server(command: str, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`touchpath <command>` serving HTTP in a child process; yields its base URL and pid, stops it after."""
+    port = free_port()
+    env = {**os.environ, **extra_env, "TOUCHPATH_INGEST_PORT": str(port), "TOUCHPATH_LOG_LEVEL": "warning"}
+    argv = [sys.executable, "-m", "streams.cli.main", *command.split()]
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "ingest", "--topic", topic],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(url, process, errors)
+            _wait_healthy(command, url, process, errors)
             yield url, process.pid
         finally:
             process.terminate()
@@ -174,18 +163,31 @@ def ingest_server(bootstrap: str, topic: str, key_id: str, secret: str) -> Itera
                 process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+@contextmanager
+def ingest_server(bootstrap: str, topic: str, key_id: str, secret: str) -> Iterator[tuple[str, int]]:
+    """`touchpath ingest` in a child process writing to `topic`; yields its base URL and pid."""
+    env = {
+        BOOTSTRAP_ENV: bootstrap,
+        "TOUCHPATH_INGEST_KEYS": f"{key_id}:{secret}",
+        "TOUCHPATH_INGEST_RATE_LIMIT": "0",
+        "TOUCHPATH_INGEST_HOST": "127.0.0.1",
+    }
+    with child_server(f"ingest --topic {topic}", env) as served:
+        yield served
+
+
+def _wait_healthy(command: str, url: str, process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             errors.seek(0)
-            msg = f"touchpath ingest exited {process.returncode}: {errors.read().decode()[-2000:]}"
+            msg = f"touchpath {command} exited {process.returncode}: {errors.read().decode()[-2000:]}"
             raise TouchpathError(msg)
         with suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
             if answer.status == 200:
                 return
         time.sleep(0.2)
-    msg = f"touchpath ingest at {url} did not become healthy within 60 s"
+    msg = f"touchpath {command} at {url} did not become healthy within 60 s"
     raise TouchpathError(msg)
 
 
@@ -249,7 +251,8 @@ def run_http(
     return len(pairs) / elapsed, latencies, failures
 
 
-def _percentile(values: list[float], share: float) -> float:
+def percentile(values: list[float], share: float) -> float:
+    """The value below which `share` of the values lie (nearest rank; 0 for none)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
@@ -301,8 +304,8 @@ def bench_ingest(
         "http_ingest_events_per_s": round(best["http"]),
         "sdk_ratio_to_raw": round(best["sdk"] / best["raw"], 2),
         "http_ratio_to_raw": round(best["http"] / best["raw"], 2),
-        "http_request_p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
-        "http_request_p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+        "http_request_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "http_request_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "http_non_202_answers": failures,
         "raw_cpu_us_per_event": round(least["raw"], 1),
         "sdk_cpu_us_per_event": round(least["sdk"], 1),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,12 +15,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from projections.journeys import JourneyModel
-from streams.bench.ingest import _free_port, _percentile, _wait_healthy, valid_events
+from streams.bench.ingest import child_server, percentile, valid_events
 from streams.common.settings import Settings
 from streams.ingest.auth import signed_headers
 
 # A scan that keeps an SQL worker busy until the session's max_execution_time stops it.
-HEAVY_SQL = "SELECT sum(cityHash64(number)) FROM numbers_mt(100000000000)"
+HEAVY_SQL = "SELECT sum(cityHash64(number)) FROM numbers(100000000000)"
 
 
 @contextmanager
@@ -30,35 +28,15 @@ def serve_process(
     data_dir: Path, ingest: tuple[str, str], sql: tuple[str, str], sql_timeout: int
 ) -> Iterator[str]:
     """`touchpath serve` in a child process; yields its base URL."""
-    port = _free_port()
     env = {
-        **os.environ,
         "TOUCHPATH_INGEST_KEYS": f"{ingest[0]}:{ingest[1]}",
         "TOUCHPATH_SQL_KEYS": f"{sql[0]}:{sql[1]}",
         "TOUCHPATH_INGEST_RATE_LIMIT": "0",
-        "TOUCHPATH_INGEST_PORT": str(port),
         "TOUCHPATH_SQL_TIMEOUT_S": str(sql_timeout),
         "TOUCHPATH_DATA_DIR": str(data_dir),
-        "TOUCHPATH_LOG_LEVEL": "warning",
     }
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, process, errors)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with child_server("serve", env) as (url, _):
+        yield url
 
 
 def _ingest(port: int, bodies: list[bytes], key: tuple[str, str]) -> tuple[list[float], int]:
@@ -101,8 +79,8 @@ def _sql_load(port: int, key: tuple[str, str], stop: threading.Event, answers: d
 
 def _summary(latencies: list[float]) -> dict[str, float]:
     return {
-        "p50_ms": round(_percentile(latencies, 0.5) * 1000, 1),
-        "p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "max_ms": round(max(latencies, default=0.0) * 1000, 1),
     }
 

@@ -13,6 +13,7 @@ from streams.alerting.detection import EmbeddedAlerting
 from streams.common.engines import EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
+from streams.embedded.upgrade import keep_unkept_states
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.store.summary import render_table, summarise
 
@@ -42,29 +43,50 @@ def run_file(
     """Run one JSONL source through the engine into the store, with progress on stderr.
 
     The Python engine keeps customers' journey states in the store so the next run continues them;
-    the native one (TOUCHPATH_ENGINE=native) cannot yet, so it refuses a scenario that has some.
+    the native one (TOUCHPATH_ENGINE=native) cannot yet, so it refuses a scenario with earlier events.
     """
     engine = journey_engine(model, scenario, engine_kind)
     if isinstance(engine, JourneyEngine):
-        restored = restore_state(engine, store)
-        if restored:
-            print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
-    elif store.journey_states(scenario):
+        continue_journeys(engine, store)
+    elif _has_history(store, scenario):
         msg = (
-            f"scenario '{scenario}' holds journey states kept by earlier runs, which the native engine "
-            "cannot continue yet; run with TOUCHPATH_ENGINE=python, or use a new scenario"
+            f"scenario '{scenario}' holds events of earlier runs, whose journeys the native engine "
+            "cannot continue yet (it keeps no journey states); run with TOUCHPATH_ENGINE=python, "
+            "or use a new scenario"
         )
         raise TouchpathError(msg)
     else:
         print("native engine: journey states are not kept for a later run", file=sys.stderr)
-    keep_state = isinstance(engine, JourneyEngine)
-    runner = EmbeddedRunner(
-        engine, store, alerting=alerting, keep_state=keep_state, not_after_ms=not_after_ms
-    )
+    keep = isinstance(engine, JourneyEngine)
+    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=keep, not_after_ms=not_after_ms)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)
     return stats
+
+
+def _has_history(store: ClickHouseProjectionStore, scenario: str) -> bool:
+    """Whether earlier runs left journey states or events in this scenario."""
+    if store.journey_states(scenario):
+        return True
+    sql = "SELECT 1 FROM touchpoint_events WHERE scenario = {scenario:String} LIMIT 1"
+    return bool(store.query(sql, {"scenario": scenario})[1])
+
+
+def continue_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+    """Load the journey states earlier runs kept (`run` and `serve` alike), after keeping once those
+    a data dir from before `serve` kept states lacks; says so on stderr; returns the customers."""
+    rebuilt = keep_unkept_states(engine.model, store, engine.scenario)
+    if rebuilt:
+        print(
+            f"kept the journey states of {rebuilt:,} stored events that had none (a data dir from "
+            "before serve kept states; done once)",
+            file=sys.stderr,
+        )
+    restored = restore_state(engine, store)
+    if restored:
+        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    return restored
 
 
 def print_summary(store: ClickHouseProjectionStore, stats: RunStats, scenario: str = "live") -> None:

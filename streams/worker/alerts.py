@@ -25,6 +25,7 @@ from streams.alerting.delivery import DeliveryJob, WebhookDelivery
 from streams.alerting.detection import attempt_row, delivered_before, destination_id
 from streams.common.topics import TOPIC_CONFIGS, TopicNames, partition_for
 from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
+from streams.worker.partitioning import send_changelog
 
 log = structlog.get_logger("touchpath.worker.alerts")
 
@@ -141,7 +142,7 @@ def install_alerting(
                     for touchpoint in changed:
                         outbox = [alert for alert in raised if alert.touchpoint == touchpoint]
                         value = encode_record(held.record(touchpoint, outbox))
-                        future = table.send_changelog(None, touchpoint.encode(), value)
+                        future = send_changelog(table, touchpoint.encode(), value)
                         table.data[touchpoint.encode()] = value
                         written.append(future)
                 # Records (with their alerts as outbox) durable first, then the alerts go out, then
@@ -154,7 +155,7 @@ def install_alerting(
                     {(partition_for(a.touchpoint.encode(), partitions), a.touchpoint) for a in alerts}
                 ):
                     value = encode_record(detectors[partition].record(touchpoint, []))
-                    cleared.append(table.send_changelog(None, touchpoint.encode(), value))
+                    cleared.append(send_changelog(table, touchpoint.encode(), value))
                     table.data[touchpoint.encode()] = value
                 if cleared:
                     await asyncio.gather(*cleared)

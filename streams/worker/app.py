@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import faust
 import structlog
@@ -20,10 +19,13 @@ from projections.intake import Intake, Kind
 from projections.journeys import JourneyModel
 from projections.state_codec import decode_state, encode_state
 from streams.common import topics
+from streams.common.logs import stdlib_logging_config
 from streams.common.settings import Settings
 from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
 from streams.worker.alerts import install_alerting
 from streams.worker.gapfill import Incoming, offsets_key, read_range
+from streams.worker.health import Status, WorkerHealth, watch
+from streams.worker.partitioning import Placement, send_changelog
 from streams.worker.sink import Delivered, ProjectionSink, bad_headers, encode_progress, encode_update
 
 log = structlog.get_logger("touchpath.worker")
@@ -87,9 +89,9 @@ class TableStates(MutableMapping[str, CustomerState]):
         overtake a changelog record still in Faust's buffer.
         """
         key, value = state.customer_id.encode(), pack_record(encode_state(state), outbox)
-        future = self.table.send_changelog(None, key, value)  # None: the producer's partitioner
+        future = send_changelog(self.table, key, value)
         self.table.data[key] = value
-        return cast(Awaitable[Any], future)
+        return future
 
     def recovered(self) -> Iterator[tuple[CustomerState, bytes]]:
         """Every state held by the table for this worker's partitions, with its outbox."""
@@ -131,8 +133,8 @@ class WorkerMetrics:
     # sink retries forever and Faust feeds every topic through one loop, so the worker stalls.
     store_error: str | None = None
     insert_seconds: list[float] = field(default_factory=list)
-    # Event-to-row latency (ms): Kafka timestamp of the input record to its rows being inserted.
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
+    # Status, agent crashes and event-to-row latency (from the event's arrival at the worker).
+    health: WorkerHealth = field(default_factory=WorkerHealth)
     processed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per TP
     gaps_filled: int = 0  # input records Faust skipped and the worker read back
     redelivered: int = 0  # input records delivered again (already folded): skipped
@@ -190,10 +192,11 @@ def create_app(
     sink = ProjectionSink(store)
     metrics = WorkerMetrics()
     intake = Intake(engine)  # keeps the latest event time per touchpoints partition
+    placement = Placement(source, settings.partitions)
     lock = asyncio.Lock()
     rescan = {"needed": True}
 
-    source_ts: dict[str, list[int]] = {}  # Kafka timestamps of this batch's records per customer
+    source_ts: dict[str, list[int]] = {}  # arrival times (ms) of this batch's events per customer
 
     async def publish_and_persist() -> None:
         updates = engine.drain_updates()
@@ -215,7 +218,7 @@ def create_app(
         for partition, offset in next_offset.items():
             key, value = offsets_key(partition, settings.partitions), str(offset).encode()
             if table.data.get(key) != value:
-                written.append(cast(Awaitable[Any], table.send_changelog(None, key, value)))
+                written.append(send_changelog(table, key, value))
                 table.data[key] = value
         if written:
             await asyncio.gather(*written)
@@ -258,6 +261,7 @@ def create_app(
                 pending.append((state, outbox))
         await republish_outboxes(pending)
         rescan["needed"] = False
+        metrics.health.state_recovered()
 
     next_offset: dict[int, int] = {}  # per input partition: the next offset to fold (durable)
     future_bound_ms = int(settings.future_bound_s * 1000)
@@ -273,13 +277,19 @@ def create_app(
     async def fold(record: Incoming) -> None:
         metrics.events_in += 1
         # The shell reads the wall clock; the engine only ever sees event time.
-        intake.not_after_ms = int(time.time() * 1000) + future_bound_ms
+        arrived_ms = int(time.time() * 1000)
+        intake.not_after_ms = arrived_ms + future_bound_ms
+        metrics.health.event_arrived(record.timestamp_ms, arrived_ms)
+        home = placement.home_of(record.value, record.partition)
+        if home is not None:  # not on its customer's partition: folded there, by its owner
+            await placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
+            return
         # A customer's events all come from one partition: the intake measures lateness against
         # that partition's progress, not against faster partitions.
         source = f"{record.topic}/{record.partition}"
         verdict = intake.offer(record.value, source, record.offset, record.partition)
         if verdict.event is not None:
-            source_ts.setdefault(verdict.event.customer_id, []).append(record.timestamp_ms)
+            source_ts.setdefault(verdict.event.customer_id, []).append(arrived_ms)
         if verdict.kind is Kind.DUPLICATE:
             metrics.duplicates += 1
         elif verdict.rejection is not None:
@@ -326,6 +336,7 @@ def create_app(
                     )
                     await fold(record)
                     next_offset[partition] = max(next_offset.get(partition, 0), offset + 1)
+                await placement.settle()  # re-routed records are in Kafka before the batch is acked
                 await publish_and_persist()
                 for event in batch:  # processed = its derived rows are in Kafka
                     metrics.processed[(event.message.topic, event.message.partition)] = (
@@ -415,14 +426,16 @@ def create_app(
 
     app.on_partitions_revoked.connect(on_rebalance)
     app.on_partitions_assigned.connect(on_rebalance)
+    watch(app, metrics.health, names.touchpoints)  # after every agent is defined
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         lag = await _lag(app, metrics, names)
+        moving = bool(app.rebalancing or app.in_recovery)
         body = {
-            "status": worker_status(metrics, rebalancing=bool(app.rebalancing)),
-            "store_error": metrics.store_error,
+            **metrics.health.body(store_error=metrics.store_error, rebalancing=moving),
             "events_in": metrics.events_in,
+            "rerouted": placement.rerouted,
             "bad": metrics.bad,
             "duplicates": metrics.duplicates,
             "gaps_filled": metrics.gaps_filled,
@@ -430,16 +443,14 @@ def create_app(
             "sink_rows": metrics.sink_rows,
             "lag": lag,
             "assigned": _assigned(app, names.touchpoints),
-            "latency_ms_p50": _quantile(metrics.latencies, 0.5),
-            "latency_ms_p99": _quantile(metrics.latencies, 0.99),
-            "latency_samples": len(metrics.latencies),
         }
-        return web.json(body)
+        return web.json(body, status=Status(body["status"]).http_code)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         lag = await _lag(app, metrics, names)
-        return web.text(_prometheus(metrics, lag), content_type="text/plain; version=0.0.4")
+        text = _prometheus(metrics, lag, placement.rerouted)
+        return web.text(text, content_type="text/plain; version=0.0.4")
 
     return app
 
@@ -516,7 +527,7 @@ async def _write_until_done(sink: ProjectionSink, delivered: list[Delivered], me
     written, source_ts = await _until_stored(lambda: sink.write(delivered), metrics, "sink.insert_failed")
     visible_ms = time.time() * 1000
     metrics.sink_rows += written
-    metrics.latencies.extend(visible_ms - ts for ts in source_ts)
+    metrics.health.rows_written(source_ts, visible_ms)
     metrics.insert_seconds.append(time.perf_counter() - started)
     del metrics.insert_seconds[:-1000]
 
@@ -566,12 +577,7 @@ def _committed(app: Any, tp: Any) -> int:
     return int(offset or 0)
 
 
-def _quantile(values: Iterable[float], share: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 1) if ordered else None
-
-
-def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
+def _prometheus(metrics: WorkerMetrics, lag: int, rerouted: int) -> str:
     latencies = sorted(metrics.insert_seconds)
     p50 = latencies[len(latencies) // 2] if latencies else 0.0
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
@@ -591,8 +597,12 @@ def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
         "# TYPE touchpath_consumer_lag gauge",
         f"touchpath_consumer_lag {lag}",
         "# TYPE touchpath_event_to_row_latency_ms summary",
-        f'touchpath_event_to_row_latency_ms{{quantile="0.5"}} {_quantile(metrics.latencies, 0.5) or 0}',
-        f'touchpath_event_to_row_latency_ms{{quantile="0.99"}} {_quantile(metrics.latencies, 0.99) or 0}',
+        f'touchpath_event_to_row_latency_ms{{quantile="0.5"}} {metrics.health.latency_ms(0.5) or 0}',
+        f'touchpath_event_to_row_latency_ms{{quantile="0.99"}} {metrics.health.latency_ms(0.99) or 0}',
+        "# TYPE touchpath_rerouted_records_total counter",
+        f"touchpath_rerouted_records_total {rerouted}",
+        "# TYPE touchpath_agent_crashes_total counter",
+        f"touchpath_agent_crashes_total {metrics.health.crash_count}",
         "# TYPE touchpath_batch_insert_seconds summary",
         f'touchpath_batch_insert_seconds{{quantile="0.5"}} {p50:.6f}',
         f'touchpath_batch_insert_seconds{{quantile="0.99"}} {p99:.6f}',
@@ -614,7 +624,14 @@ def run_worker(settings: Settings, model: JourneyModel, web_port: int) -> None:
         store = ClickHouseProjectionStore.embedded(settings.data_dir)
     store.create_schema()
     app = create_app(settings, model, store, web_port)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        logging_config=stdlib_logging_config(settings.log_level),  # Faust's own logs as JSON lines
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    worker.spinner = None  # its terminal escapes would interleave with the JSON lines
     try:
         worker.execute_from_commandline()
     finally:

@@ -24,7 +24,7 @@ TABLES = {table.name: table for table in schema.TABLES}
 def encode_update(update: CustomerUpdate, scenario: str, source_ts: Sequence[int] = ()) -> bytes:
     """One `journey_update` message: the rows a customer's events produced (other systems may
     subscribe to these: they carry steps, deviations, friction, completion and corrections).
-    source_ts are the Kafka timestamps (ms) of the input records, for event-to-row latency."""
+    source_ts are the times (ms) the input records arrived at the worker, for event-to-row latency."""
     rows = {name: rows for name, rows in update.rows.rows.items() if rows}
     return orjson.dumps(
         {
@@ -101,8 +101,8 @@ class ProjectionSink:
         self._lock = threading.Lock()
 
     def write(self, messages: Sequence[Delivered]) -> tuple[int, list[int]]:
-        """Insert the rows of these messages; returns (rows, Kafka timestamps of the input records
-        they came from). Raises StoreError if ClickHouse refused them."""
+        """Insert the rows of these messages; returns (rows, arrival times at the worker of the input
+        records they came from). Raises StoreError if ClickHouse refused them."""
         with self._lock:  # sink agents call from executor threads; one insert at a time
             source_ts: list[int] = []
             return self._write(messages, source_ts), source_ts

@@ -51,7 +51,7 @@ def test_native_run_stores_what_the_python_run_stores(
             # journey_state rows are the Python engine's alone: every other count must agree.
             stored[kind] = (replace(stats, rows_written=0), _tables(store))
             if kind == "python":
-                with pytest.raises(TouchpathError, match="journey states kept by earlier runs"):
+                with pytest.raises(TouchpathError, match="holds events of earlier runs"):
                     run_file(model, store, str(source), "live", engine_kind="native")
         finally:
             store.close()
