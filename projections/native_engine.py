@@ -188,6 +188,12 @@ class NativeEngine:
             for customer, tables, raw, revision in self._inner.drain_states()
         ]
 
+    def drain_kept(self) -> tuple[RowBatch, list[tuple[str, bytes, int]]]:
+        """drain() and the changed customers' (id, state_codec bytes, revision), without a batch
+        per customer (what a runner that keeps states writes)."""
+        tables, states = self._inner.drain_kept()
+        return _batch(tables), states
+
     def restore(self, raws: Iterable[bytes]) -> int:
         """Take over customers' kept states (state_codec bytes, from either engine), scheduling their
         open instances to time out; returns how many. ValueError, restoring none, on bytes that are

@@ -652,6 +652,28 @@ impl PyEngine {
         Ok(out)
     }
 
+    /// drain() with the changed customers' states: ({table: [row, ...]}, [(customer_id, state
+    /// bytes, revision), ...]).
+    #[allow(clippy::type_complexity)] // the rows and one tuple per customer, as Python unpacks them
+    fn drain_kept<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Vec<(String, Bound<'py, PyBytes>, u64)>)> {
+        let mut states = Vec::new();
+        let (rows, ends) = self.inner.drain_changed(Some(&mut states));
+        let all = rows.tables().map(|(_, n, _)| n);
+        let tables = row_tuples(py, &rows, [0; 6], all)?;
+        let mut out = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for (customer, _, end) in ends {
+            let revision = self.inner.state(&customer).map_or(0, |s| s.revision);
+            out.push((customer.to_string(), PyBytes::new(py, &states[start..end]), revision));
+            start = end;
+        }
+        self.inner.recycle(rows);
+        Ok((tables, out))
+    }
+
     /// Take over kept customer states (projections.state_codec's bytes); ValueError on bytes
     /// that are not one, or name a journey this model lacks (nothing is restored then).
     fn restore(&mut self, raws: Vec<Bound<'_, PyBytes>>) -> PyResult<usize> {

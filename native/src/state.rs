@@ -144,10 +144,13 @@ fn opt_text<'v>(value: &'v JVal<'_>, what: &str) -> Res<Option<&'v str>> {
 /// events again, instances are clean (their rows were written by whoever kept the state).
 pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
     let value = json::parse(raw).map_err(|e| bad(&e.describe(raw)))?;
-    let top = array(&value, Some(8), "not an 8-item array")?;
-    let version = int(&top[0], "format")?;
+    let top = array(&value, None, "not an array")?;
+    let version = int(top.first().unwrap_or(&JVal::Null), "no format")?;
     if version != FORMAT {
         return Err(format!("unknown journey state format {version}"));
+    }
+    if top.len() != 8 {
+        return Err(bad("not an 8-item array"));
     }
     let mut state = CustomerState::new(text(&top[1], "customer_id")?.to_string());
     state.frontier = int(&top[2], "frontier")?;
