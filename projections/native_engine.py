@@ -212,6 +212,16 @@ class NativeEngine:
         """How many journey instances are open now."""
         return int(self._inner.open_instances())
 
+    def open_state_bytes(self) -> tuple[int, int]:
+        """(customers with an open journey, total bytes of their encoded states)."""
+        customers, size = self._inner.open_state_bytes()
+        return int(customers), int(size)
+
+    def resident_state_bytes(self, *, open_only: bool = False) -> int:
+        """Bytes the customer states hold in native memory, counted from the allocations' sizes
+        (open_only: of the customers with an open journey alone)."""
+        return int(self._inner.resident_state_bytes(open_only))
+
     def customer_count(self) -> int:
         """How many customers the engine holds state for."""
         return int(self._inner.customers())

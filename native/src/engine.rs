@@ -283,6 +283,68 @@ impl Engine {
         self.customers.iter().filter(|c| c.state.open_instance().is_some()).count()
     }
 
+    /// Customers with an open instance, and the bytes of their encoded states (state::encode).
+    pub fn open_state_bytes(&self) -> (usize, usize) {
+        let mut out = Vec::new();
+        let (mut open, mut total) = (0, 0);
+        for customer in self.customers.iter().filter(|c| c.state.open_instance().is_some()) {
+            out.clear();
+            state::encode(&customer.state, &self.model, &mut out);
+            open += 1;
+            total += out.len();
+        }
+        (open, total)
+    }
+
+    /// Heap and slab bytes the engine holds for its customers (states, index, deadlines), counted
+    /// from capacities: what allocations hold, without the allocator's own overhead; the shared
+    /// touchpoint, channel and persona names are counted once, in the model, not here.
+    /// With `open_only`, the customers with an open instance alone (their slab slots included).
+    pub fn resident_state_bytes(&self, open_only: bool) -> usize {
+        use std::mem::size_of;
+        fn map_bytes(capacity: usize, entry: usize) -> usize {
+            // hashbrown: one control byte per bucket, buckets a power of two >= capacity * 8 / 7.
+            let buckets = if capacity == 0 { 0 } else { (capacity * 8 / 7).next_power_of_two() };
+            buckets * (entry + 1)
+        }
+        fn instance_bytes(instance: &Instance) -> usize {
+            let events: usize = instance
+                .events
+                .iter()
+                .map(|e| e.core.event_id.capacity() + e.employee_id.as_ref().map_or(0, String::capacity))
+                .sum();
+            instance.instance_id.capacity()
+                + instance.persona.capacity()
+                + instance.events.capacity() * size_of::<Event>()
+                + events
+        }
+        let mut total = if open_only {
+            0
+        } else {
+            self.customers.capacity() * size_of::<Customer>()
+                + map_bytes(self.index.capacity(), size_of::<(Rc<str>, usize)>())
+                + self.deadlines.capacity() * size_of::<Reverse<(i64, Rc<str>, usize)>>()
+                + self.dirty.capacity() * size_of::<usize>()
+        };
+        for customer in &self.customers {
+            if open_only && customer.state.open_instance().is_none() {
+                continue;
+            }
+            if open_only {
+                total += size_of::<Customer>() + map_bytes(1, size_of::<(Rc<str>, usize)>()) / 2;
+            }
+            let state = &customer.state;
+            total += 2 * size_of::<usize>() + customer.key.len() // the Rc's counts and the id
+                + customer.pending.capacity() * size_of::<usize>()
+                + state.customer_id.capacity()
+                + state.persona_before.as_ref().map_or(0, String::capacity)
+                + map_bytes(state.seen.capacity(), size_of::<(u64, u32)>())
+                + (state.instances.capacity() + state.retired.capacity()) * size_of::<Instance>();
+            total += state.instances.iter().chain(&state.retired).map(instance_bytes).sum::<usize>();
+        }
+        total
+    }
+
     pub fn customers(&self) -> usize {
         self.customers.len()
     }

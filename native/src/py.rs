@@ -724,6 +724,16 @@ impl PyEngine {
     fn customers(&self) -> usize {
         self.inner.customers()
     }
+
+    /// (customers with an open instance, bytes of their encoded states).
+    fn open_state_bytes(&self) -> (usize, usize) {
+        self.inner.open_state_bytes()
+    }
+
+    /// Bytes the engine's customer states hold in memory (Engine::resident_state_bytes).
+    fn resident_state_bytes(&self, open_only: bool) -> usize {
+        self.inner.resident_state_bytes(open_only)
+    }
 }
 
 /// The module `projections._native`.
