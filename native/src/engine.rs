@@ -879,10 +879,26 @@ mod state_tests {
         feed(&mut engine, "c\"1é", &[("e1", "web.a", 0), ("e2\n", "web.b", 10)]);
         let (_, states) = drained_states(&mut engine);
         // projections.state_codec.encode_state of the same state (orjson's bytes).
-        let expected = "[1,\"c\\\"1é\",-4611686018427387904,null,2,2,-4611686018427387904,[[\"j@1\",\"p\",\
-                        null,[0,0,0],true,[[0,\"e1\",\"web.a\",\"web\",\"success\",null,null,null,4],\
-                        [10,\"e2\\n\",\"web.b\",\"web\",\"success\",null,null,null,4]]]]]";
+        let expected = "[2,\"c\\\"1é\",null,null,2,2,null,[[\"j@1\",\"p\",null,[0,0,0],true,\
+                        [[0,\"e1\",\"web.a\",\"success\",null,null,null,4],\
+                        [10,\"e2\\n\",\"web.b\",\"success\",null,null,null,4]]]]]";
         assert_eq!(String::from_utf8(states[0].1.clone()).unwrap(), expected);
+        // Format 1 (channel in place, no field left out, "never" spelled out) reads the same.
+        let format_1 = "[1,\"c\\\"1é\",-4611686018427387904,null,2,2,-4611686018427387904,[[\"j@1\",\
+                        \"p\",null,[0,0,0],true,[[0,\"e1\",\"web.a\",\"web\",\"success\",null,null,null,4],\
+                        [10,\"e2\\n\",\"web.b\",\"web\",\"success\",null,null,null,4]]]]]";
+        let mut model = tests_model();
+        let old = state::decode(format_1.as_bytes(), &mut model).unwrap();
+        let mut upgraded = Vec::new();
+        state::encode(&old, &model, &mut upgraded);
+        assert_eq!(upgraded, expected.as_bytes());
+        // A channel other than the touchpoint's prefix is kept, last.
+        let moved = expected.replacen("null,4]", "null,4,\"store\"]", 1);
+        let decoded = state::decode(moved.as_bytes(), &mut model).unwrap();
+        assert_eq!(&*decoded.instances[0].events[0].core.channel, "store");
+        let mut again = Vec::new();
+        state::encode(&decoded, &model, &mut again);
+        assert_eq!(String::from_utf8(again).unwrap(), moved);
         let mut model = tests_model();
         let decoded = state::decode(expected.as_bytes(), &mut model).unwrap();
         let mut again = Vec::new();

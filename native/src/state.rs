@@ -1,11 +1,25 @@
 //! A customer's journey state as bytes, byte for byte what projections/state_codec.py writes
-//! (orjson's compact JSON, format 1), so either engine resumes the other's kept states.
+//! (orjson's compact JSON, format 2; format 1 is read too), so either engine resumes the other's
+//! kept states.
 
 use crate::alignment::Occurrence;
-use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model};
+use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
 
-pub const FORMAT: i64 = 1;
+pub const FORMAT: i64 = 2;
+
+/// The channel an event of this touchpoint has unless it says otherwise ("web" of "web.cart").
+fn prefix(touchpoint: &str) -> &str {
+    touchpoint.split_once('.').map_or(touchpoint, |(head, _)| head)
+}
+
+fn push_time(out: &mut Vec<u8>, value: i64) {
+    if value == NEVER {
+        out.extend_from_slice(b"null");
+    } else {
+        push_int(out, value);
+    }
+}
 
 fn push_int(out: &mut Vec<u8>, value: impl ToString) {
     out.extend_from_slice(value.to_string().as_bytes());
@@ -31,7 +45,7 @@ pub fn encode(state: &CustomerState, model: &Model, out: &mut Vec<u8>) {
     out.push(b',');
     json::dump_str(&state.customer_id, out);
     out.push(b',');
-    push_int(out, state.frontier);
+    push_time(out, state.frontier);
     out.push(b',');
     push_opt_str(out, state.persona_before.as_deref());
     out.push(b',');
@@ -39,7 +53,7 @@ pub fn encode(state: &CustomerState, model: &Model, out: &mut Vec<u8>) {
     out.push(b',');
     push_int(out, state.events_accepted);
     out.push(b',');
-    push_int(out, state.stream_time);
+    push_time(out, state.stream_time);
     out.extend_from_slice(b",[");
     let mut previous_ts = 0i64;
     for (n, instance) in state.instances.iter().enumerate() {
@@ -75,20 +89,25 @@ pub fn encode(state: &CustomerState, model: &Model, out: &mut Vec<u8>) {
             json::dump_str(&event.core.event_id, out);
             out.push(b',');
             json::dump_str(&event.core.touchpoint, out);
-            out.push(b',');
-            json::dump_str(&event.core.channel, out);
-            out.push(b',');
-            push_opt_str(out, event.outcome.as_deref());
-            out.push(b',');
-            push_opt_str(out, event.persona.as_deref());
-            out.push(b',');
-            push_opt_str(out, event.employee_id.as_deref());
-            out.push(b',');
-            push_opt_str(out, event.survey_kind.as_deref());
-            out.push(b',');
-            match event.survey_score {
-                Some(score) => push_int(out, score),
-                None => out.extend_from_slice(b"null"),
+            // [.., outcome, persona, employee_id, survey_kind, survey_score, channel]: the
+            // channel null when it is the touchpoint's prefix, trailing nulls left out.
+            let channel = &*event.core.channel;
+            let channel = (channel != prefix(&event.core.touchpoint)).then_some(channel);
+            let score = event.survey_score.map(|s| s.to_string());
+            let rest = [
+                event.outcome.as_deref(),
+                event.persona.as_deref(),
+                event.employee_id.as_deref(),
+                event.survey_kind.as_deref(),
+            ];
+            let present = [rest[0], rest[1], rest[2], rest[3], score.as_deref(), channel];
+            let kept = present.iter().rposition(Option::is_some).map_or(0, |n| n + 1);
+            for (n, field) in present[..kept].iter().enumerate() {
+                out.push(b',');
+                match (n, field) {
+                    (4, Some(score)) => out.extend_from_slice(score.as_bytes()),
+                    (_, field) => push_opt_str(out, *field),
+                }
             }
             out.push(b']');
         }
@@ -140,24 +159,49 @@ fn opt_text<'v>(value: &'v JVal<'_>, what: &str) -> Res<Option<&'v str>> {
     }
 }
 
+fn time(value: &JVal<'_>, what: &str) -> Res<i64> {
+    match value {
+        JVal::Null => Ok(NEVER),
+        other => int(other, what),
+    }
+}
+
+static NULL: JVal<'static> = JVal::Null;
+
+/// An event's fields in format 1's order: [delta, event_id, touchpoint, channel, outcome,
+/// persona, employee_id, survey_kind, survey_score] (format 2 moves the channel last and may
+/// leave out trailing nulls; a null channel there is the touchpoint's prefix, as None here).
+fn event_fields<'v, 'a>(version: i64, event: &'v JVal<'a>) -> Res<[&'v JVal<'a>; 9]> {
+    if version == 1 {
+        let e = array(event, Some(9), "event")?;
+        return Ok(std::array::from_fn(|n| &e[n]));
+    }
+    let e = array(event, None, "event")?;
+    if !(3..=9).contains(&e.len()) {
+        return Err(bad("event"));
+    }
+    let at = |n: usize| e.get(n).unwrap_or(&NULL);
+    Ok([at(0), at(1), at(2), at(8), at(3), at(4), at(5), at(6), at(7)])
+}
+
 /// Rebuild a customer's state (decode_state); alignment costs are recomputed by folding the
 /// events again, instances are clean (their rows were written by whoever kept the state).
 pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
     let value = json::parse(raw).map_err(|e| bad(&e.describe(raw)))?;
     let top = array(&value, None, "not an array")?;
     let version = int(top.first().unwrap_or(&JVal::Null), "no format")?;
-    if version != FORMAT {
+    if version != 1 && version != FORMAT {
         return Err(format!("unknown journey state format {version}"));
     }
     if top.len() != 8 {
         return Err(bad("not an 8-item array"));
     }
     let mut state = CustomerState::new(text(&top[1], "customer_id")?.to_string());
-    state.frontier = int(&top[2], "frontier")?;
+    state.frontier = time(&top[2], "frontier")?;
     state.persona_before = opt_text(&top[3], "persona_before")?.map(str::to_string);
     state.revision = uint(&top[4], "revision")?;
     state.events_accepted = uint(&top[5], "events_accepted")?;
-    state.stream_time = int(&top[6], "stream_time")?;
+    state.stream_time = time(&top[6], "stream_time")?;
     let mut previous_ts = 0i64;
     for item in array(&top[7], None, "instances")? {
         let fields = array(item, Some(6), "instance")?;
@@ -193,29 +237,30 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
         let mut goal_reached = false;
         let mut kept = Vec::with_capacity(events.len());
         for event in events {
-            let e = array(event, Some(9), "event")?;
-            previous_ts += int(&e[0], "event time")?;
-            let touchpoint = text(&e[2], "touchpoint")?;
+            let e = event_fields(version, event)?;
+            previous_ts += int(e[0], "event time")?;
+            let touchpoint = text(e[2], "touchpoint")?;
             let spec = &mut model.journeys[journey];
             (base, relative) = spec.core.advance_cached((base, relative), touchpoint);
             goal_reached = goal_reached || spec.goal.contains(touchpoint);
-            let event_id = text(&e[1], "event_id")?.to_string();
+            let event_id = text(e[1], "event_id")?.to_string();
             *state.seen.entry(hash_id(&event_id)).or_insert(0) += 1;
-            let survey_score = match &e[8] {
+            let survey_score = match e[8] {
                 JVal::Null => None,
                 other => Some(int(other, "survey_score")?),
             };
+            let channel = opt_text(e[3], "channel")?.unwrap_or_else(|| prefix(touchpoint));
             kept.push(Event {
                 core: Occurrence {
                     ts: previous_ts,
                     event_id,
                     touchpoint: model.intern(touchpoint),
-                    channel: model.intern(text(&e[3], "channel")?),
+                    channel: model.intern(channel),
                 },
-                outcome: opt_text(&e[4], "outcome")?.map(|o| model.intern(o)),
-                persona: opt_text(&e[5], "persona")?.map(|p| model.intern(p)),
-                employee_id: opt_text(&e[6], "employee_id")?.map(str::to_string),
-                survey_kind: opt_text(&e[7], "survey_kind")?.map(|k| model.intern(k)),
+                outcome: opt_text(e[4], "outcome")?.map(|o| model.intern(o)),
+                persona: opt_text(e[5], "persona")?.map(|p| model.intern(p)),
+                employee_id: opt_text(e[6], "employee_id")?.map(str::to_string),
+                survey_kind: opt_text(e[7], "survey_kind")?.map(|k| model.intern(k)),
                 survey_score,
             });
         }
