@@ -191,12 +191,13 @@ impl Engine {
         for slot in dirty {
             let customer = &mut self.customers[slot];
             customer.queued = false;
-            for i in customer.pending.drain(..) {
+            for i in std::mem::take(&mut customer.pending) {
                 copy_event_row(&mut rows.events, &accepted, i);
             }
             render_customer(&self.model, &self.scenario, &mut customer.state, &mut rows);
             let stream_time = if self.single_stream { self.watermark } else { customer.state.stream_time };
             fold::forget_settled(&mut customer.state, &self.model, stream_time - lateness);
+            shrink(&mut customer.state);
             let end = match states.as_deref_mut() {
                 Some(out) => {
                     state::encode(&customer.state, &self.model, out);
@@ -231,6 +232,7 @@ impl Engine {
         };
         let customer = &mut self.customers[slot];
         customer.state = state;
+        shrink(&mut customer.state);
         if let Some(current) = customer.state.open_instance() {
             let last = current.events.last().expect("non-empty").core.ts;
             self.watermark = self.watermark.max(last);
@@ -351,6 +353,15 @@ impl Engine {
 
     pub fn state(&self, customer_id: &str) -> Option<&CustomerState> {
         self.index.get(customer_id).map(|&slot| &self.customers[slot].state)
+    }
+}
+
+/// Give back what a state's lists hold beyond their length: a state lives on between drains
+/// (for most customers, long after their last event), the growth slack need not.
+fn shrink(state: &mut CustomerState) {
+    state.instances.shrink_to_fit();
+    for instance in &mut state.instances {
+        instance.events.shrink_to_fit();
     }
 }
 
