@@ -1,4 +1,4 @@
-"""`touchpath bench stream`: the worker's throughput against a plain consumer, and event-to-row latency."""
+"""`touchpath bench stream`: raw consumer, trivial Faust agent and worker on one topic; messages, latency."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ from projections.journeys import JourneyModel
 from streams.bench.engine import simulated_lines
 from streams.common.topics import TopicNames, TopicPlan, ensure_topics
 from streams.sim.simulator import SimulationConfig, simulate
+from streams.store.clickhouse import ClickHouseProjectionStore
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_KAFKA = REPO / "deploy" / "kafka" / "local.sh"
+PARTITIONS = 6
 
 
 @contextmanager
@@ -59,15 +61,18 @@ def kafka_bootstrap() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def _key(line: bytes) -> bytes:
+    try:
+        return str(orjson.loads(line).get("customer_id") or "?").encode()
+    except orjson.JSONDecodeError:  # the simulator corrupts a few lines on purpose
+        return b"?"
+
+
 def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float | None = None) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=512 * 1024)
     started = time.perf_counter()
     for count, line in enumerate(lines):
-        try:
-            key = str(orjson.loads(line).get("customer_id") or "?").encode()
-        except orjson.JSONDecodeError:  # the simulator corrupts a few lines on purpose
-            key = b"?"
-        producer.send(topic, key=key, value=line)
+        producer.send(topic, key=_key(line), value=line)
         if rate is not None:
             ahead = count / rate - (time.perf_counter() - started)
             if ahead > 0:
@@ -93,6 +98,25 @@ def _raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     return seen, elapsed
 
 
+def _trivial_faust(bootstrap: str, topic: str, events: int, prefix: str, tmp: Path) -> tuple[float, float]:
+    """(events/s, events per CPU-second) of a Faust agent that only counts what take_events hands
+    it: Faust's own ceiling."""
+    result = tmp / "trivial.json"
+    command = [
+        sys.executable, "-m", "streams.bench.trivial_faust", bootstrap, topic, str(events),
+        f"{prefix}trivial", str(tmp / "trivial-faust"), str(result), str(_free_port()),
+    ]  # fmt: skip
+    with (tmp / "trivial.log").open("wb") as log:
+        process = subprocess.run(command, stdout=log, stderr=log, timeout=3600, check=False, cwd=REPO)
+    if not result.exists():
+        raise TouchpathError(
+            f"the trivial Faust agent failed (exit {process.returncode}); see {tmp / 'trivial.log'}"
+        )
+    figures = orjson.loads(result.read_bytes())
+    events_done = float(figures["events"])
+    return events_done / max(float(figures["seconds"]), 1e-9), events_done / max(float(figures["cpu"]), 1e-9)
+
+
 def _health(port: int) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
@@ -107,73 +131,183 @@ def _health(port: int) -> dict[str, Any] | None:
         return None
 
 
-def _wait(port: int, events: int, process: subprocess.Popen[bytes], timeout: float) -> tuple[float, float]:
-    """(time the first event was seen, time all events were in rows with no lag left)."""
-    first: float | None = None
-    deadline = time.monotonic() + timeout
-    quiet = 0
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise TouchpathError("the worker exited during the benchmark; see its log")
-        health = _health(port)
-        now = time.perf_counter()
-        if health is not None and health["events_in"] > 0 and first is None:
-            first = now
-        if health is not None and health["events_in"] >= events and health["lag"] == 0:
-            quiet += 1
-            if quiet == 1:
-                done = now
-            if quiet >= 3 and first is not None:
-                return first, done
-        else:
-            quiet = 0
-        time.sleep(0.1)
-    raise TouchpathError(f"the worker did not catch up within {timeout:.0f} s")
+class _Fleet:
+    """The worker processes of one bench: one all-in-one worker, or N journey workers and a loader."""
 
-
-def bench_stream(model: JourneyModel, events: int) -> dict[str, Any]:
-    """Pre-load events, measure the raw consume ceiling and the full worker, then latency."""
-    lines = simulated_lines(model, events)
-    paced = simulate(model, SimulationConfig(customers=1500, days=3, seed=99, bad_rate=0.0)).lines[:8000]
-    with kafka_bootstrap() as bootstrap, tempfile.TemporaryDirectory(prefix="touchpath-bench-") as tmp:
-        prefix = f"bench{uuid.uuid4().hex[:8]}."
-        names = TopicNames.with_prefix(prefix)
-        ensure_topics(bootstrap, TopicPlan(partitions=6), names=names)
-        print(f"pre-loading {len(lines):,} events into {names.touchpoints} ...", file=sys.stderr)
-        _produce(bootstrap, names.touchpoints, lines)
-        consumed, raw_s = _raw_consume(bootstrap, names.touchpoints)
-        port = _free_port()
-        env = {
+    def __init__(self, bootstrap: str, prefix: str, tmp: Path, workers: int) -> None:
+        self.tmp = tmp
+        self.data_dir = tmp / "data"
+        base = {
             **os.environ,
             "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
             "TOUCHPATH_TOPIC_PREFIX": prefix,
             "TOUCHPATH_APP_ID": f"{prefix}touchpath",
-            "TOUCHPATH_DATA_DIR": str(Path(tmp) / "data"),
-            "TOUCHPATH_PARTITIONS": "6",
-            "TOUCHPATH_WEB_PORT": str(port),
+            "TOUCHPATH_DATA_DIR": str(self.data_dir),
+            "TOUCHPATH_PARTITIONS": str(PARTITIONS),
             "TOUCHPATH_LOG_LEVEL": "warning",
         }
-        log = (Path(tmp) / "worker.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "worker"], env=env, stdout=log, stderr=log
-        )
+        self.cpu = 0.0
+        roles = ["all"] if workers == 1 else ["loader"] + ["journeys"] * workers
+        self.members: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+        for number, role in enumerate(roles):
+            port = _free_port()
+            env = {**base, "TOUCHPATH_WEB_PORT": str(port)}
+            log = (tmp / f"worker-{number}-{role}.log").open("wb")
+            command = [sys.executable, "-m", "streams.cli.main", "worker", "--role", role]
+            self.members.append(
+                (role, port, subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO))
+            )
+
+    def cpu_seconds(self) -> float:
+        """CPU time the members have used so far (every thread; Linux /proc)."""
+        total = 0
+        for _, _, process in self.members:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def figures(self) -> tuple[int, int, int, dict[str, Any]]:
+        """(events folded, lag, input partitions owned, the loading member's /health; with journey
+        processes, the waited_in_kafka figures are the slowest journey member's)."""
+        events = lag = owned = 0
+        loading: dict[str, Any] = {}
+        waited: dict[str, float] = {}  # journey members measure arrival; the loader does not
+        for role, port, process in self.members:
+            if process.poll() is not None:
+                raise TouchpathError(f"a {role} worker exited during the benchmark; logs in {self.tmp}")
+            health = _health(port)
+            if health is None or health["lag"] < 0:
+                return events, -1, owned, loading
+            events += health["events_in"]
+            lag += health["lag"]
+            owned += health["assigned"]
+            if role in ("all", "loader"):
+                loading = health
+            for name in ("waited_in_kafka_ms_p50", "waited_in_kafka_ms_p99"):
+                if role == "journeys" and health.get(name) is not None:
+                    waited[name] = max(waited.get(name, 0.0), float(health[name]))
+        return events, lag, owned, {**loading, **waited}
+
+    def wait(self, events: int, timeout: float) -> tuple[float, float, dict[str, Any]]:
+        """(when the first event was folded, when all were in rows with no lag left, last health);
+        cpu holds the members' CPU seconds between those two moments."""
+        first: float | None = None
+        done = 0.0
+        cpu_first = 0.0
+        quiet = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            folded, lag, owned, loading = self.figures()
+            now = time.perf_counter()
+            if folded > 0 and first is None:
+                first, cpu_first = now, self.cpu_seconds()
+            if folded >= events and lag == 0 and owned == PARTITIONS:
+                quiet += 1
+                if quiet == 1:
+                    done, self.cpu = now, self.cpu_seconds() - cpu_first
+                if quiet >= 3 and first is not None:
+                    return first, done, loading
+            else:
+                quiet = 0
+            time.sleep(0.1)
+        raise TouchpathError(f"the workers did not catch up within {timeout:.0f} s; logs in {self.tmp}")
+
+    def stop(self) -> None:
+        """SIGTERM every member and wait."""
+        for _, _, process in self.members:
+            process.terminate()
+        for _, _, process in self.members:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _produced(bootstrap: str, prefix: str, names: TopicNames) -> dict[str, int]:
+    """Records written so far to every topic of this bench except the input (derived, quarantine,
+    alerts and Faust's own topics): what the worker produced."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        out: dict[str, int] = {}
+        for topic in sorted(consumer.topics()):
+            if not topic.startswith(prefix) or topic == names.touchpoints or "trivial" in topic:
+                continue
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            out[topic] = sum(consumer.end_offsets(tps).values())
+        return out
+    finally:
+        consumer.close()
+
+
+def _event_id(raw: bytes | str) -> str | None:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = body.get("event_id") if isinstance(body, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+def _lost_and_duplicated(data_dir: Path, lines: list[bytes]) -> tuple[int, int]:
+    """Input events neither stored nor quarantined (lost), and event rows stored more than once."""
+    store = ClickHouseProjectionStore.embedded(data_dir)
+    try:
+        _, rows = store.query("SELECT event_id, count() FROM touchpoint_events FINAL GROUP BY event_id")
+        _, quarantined = store.query("SELECT raw FROM bad_events FINAL")
+    finally:
+        store.close()
+    stored = {str(event_id): int(count) for event_id, count in rows}
+    seen = set(stored) | {_event_id(raw) for (raw,) in quarantined}
+    expected = {event_id for event_id in map(_event_id, lines) if event_id is not None}
+    return len(expected - seen), sum(count - 1 for count in stored.values())
+
+
+def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str, Any]:
+    """Pre-load events; measure the raw consumer, a trivial Faust agent and the worker(s) on that
+    topic; count produced records; then p50/p99 event-to-row latency at 1,000 events/s."""
+    lines = simulated_lines(model, events)
+    paced = simulate(model, SimulationConfig(customers=1500, days=3, seed=99, bad_rate=0.0)).lines[:8000]
+    with kafka_bootstrap() as bootstrap, tempfile.TemporaryDirectory(prefix="touchpath-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        prefix = f"bench{uuid.uuid4().hex[:8]}."
+        names = TopicNames.with_prefix(prefix)
+        ensure_topics(bootstrap, TopicPlan(partitions=PARTITIONS), names=names)
+        print(f"pre-loading {len(lines):,} events into {names.touchpoints} ...", file=sys.stderr)
+        _produce(bootstrap, names.touchpoints, lines)
+        consumed, raw_s = _raw_consume(bootstrap, names.touchpoints)
+        print("trivial Faust agent ...", file=sys.stderr)
+        trivial_rate, trivial_cpu_rate = _trivial_faust(bootstrap, names.touchpoints, len(lines), prefix, tmp)
+        print(f"worker ({workers} journey process(es)) catching up ...", file=sys.stderr)
+        fleet = _Fleet(bootstrap, prefix, tmp, workers)
         try:
-            print("worker catching up ...", file=sys.stderr)
-            first, done = _wait(port, len(lines), process, timeout=3600)
+            first, done, _ = fleet.wait(len(lines), timeout=3600)
+            worker_cpu_rate = len(lines) / max(fleet.cpu, 1e-9)
+            produced = _produced(bootstrap, prefix, names)
             print(f"paced phase: {len(paced):,} events at 1,000/s for latency ...", file=sys.stderr)
             _produce(bootstrap, names.touchpoints, paced, rate=1000.0)
-            _wait(port, len(lines) + len(paced), process, timeout=600)
-            health = _health(port) or {}
+            _, _, health = fleet.wait(len(lines) + len(paced), timeout=600)
         finally:
-            process.terminate()
-            process.wait(60)
+            fleet.stop()
+        lost, duplicated = _lost_and_duplicated(fleet.data_dir, lines + paced)
     worker_rate = len(lines) / max(done - first, 1e-9)
     raw_rate = consumed / max(raw_s, 1e-9)
+    messages = sum(produced.values())
     return {
         "events": len(lines),
+        "journey_workers": workers,
         "raw_consumer_events_per_s": round(raw_rate),
+        "trivial_faust_events_per_s": round(trivial_rate),
         "worker_events_per_s": round(worker_rate),
+        "worker_to_trivial_faust_ratio": round(worker_rate / trivial_rate, 3),
         "worker_to_raw_ratio": round(worker_rate / raw_rate, 3),
+        # The same per CPU-second (every thread of the processes): what a shared machine's load
+        # does not move much.
+        "trivial_faust_events_per_cpu_s": round(trivial_cpu_rate),
+        "worker_events_per_cpu_s": round(worker_cpu_rate),
+        "worker_to_trivial_faust_cpu_ratio": round(worker_cpu_rate / trivial_cpu_rate, 3),
+        "messages_produced": messages,
+        "messages_per_input_event": round(messages / len(lines), 4),
+        "messages_by_topic": {topic.removeprefix(prefix): count for topic, count in produced.items()},
         "latency_ms_p50": health.get("latency_ms_p50"),
         "latency_ms_p99": health.get("latency_ms_p99"),
         "latency_samples": health.get("latency_samples"),
@@ -182,6 +316,8 @@ def bench_stream(model: JourneyModel, events: int) -> dict[str, Any]:
         "waited_in_kafka_ms_p50": health.get("waited_in_kafka_ms_p50"),
         "waited_in_kafka_ms_p99": health.get("waited_in_kafka_ms_p99"),
         "paced_rate_events_per_s": 1000,
+        "lost": lost,
+        "duplicated": duplicated,
     }
 
 

@@ -16,10 +16,12 @@ def register(groups: Any) -> None:
         "worker",
         help="run a streaming worker: Kafka touchpoints -> journeys -> ClickHouse projections",
         description="Consume the touchpoints topic with Faust, fold events into per-customer journey "
-        "state (a changelog-backed table), publish derived journey events, quarantine bad input to "
-        "touchpoints.bad, and write the projections. Embedded chDB by default (one worker owns the data "
-        "dir); with TOUCHPATH_CLICKHOUSE_URL any number of workers share a ClickHouse server (at most "
-        "one per partition of the touchpoints topic). Serves /health and /metrics on --web-port.",
+        "state, and publish one record per partition and batch to touchpath.journey-events (the batch's "
+        "rows and the changed customers' states: the durable state); quarantined input also goes to "
+        "touchpoints.bad. The loader writes those batches to the projections and runs alerting. Roles: "
+        "`all` (default) does both in one process; `journeys` processes share the input partitions (at "
+        "most one per partition) and `loader` loads (one per embedded chDB data dir, any number with "
+        "TOUCHPATH_CLICKHOUSE_URL). Serves /health and /metrics on --web-port.",
     )
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers (default: TOUCHPATH_KAFKA_BOOTSTRAP)")
     data_dir_arg(worker)
@@ -29,6 +31,14 @@ def register(groups: Any) -> None:
     )
     worker.add_argument(
         "--web-port", type=int, help="port of /health and /metrics (default: TOUCHPATH_WEB_PORT, 6066)"
+    )
+    worker.add_argument(
+        "--role",
+        choices=("all", "journeys", "loader"),
+        default="all",
+        help="all: fold and load in one process (default); journeys: fold input partitions (up to one "
+        "process per partition); loader: write the journey batches to the store and run alerting (one "
+        "per embedded data dir; any number with TOUCHPATH_CLICKHOUSE_URL)",
     )
     worker.set_defaults(handler=cmd_worker)
     bench = groups.bench.add_parser(
@@ -41,6 +51,9 @@ def register(groups: Any) -> None:
     )
     bench.add_argument("--events", type=int, default=200_000, help="simulated events to pre-load")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument(
+        "--workers", type=int, default=1, help="journey worker processes (2 or more: plus one loader process)"
+    )
     bench.set_defaults(handler=cmd_bench_stream)
 
 
@@ -49,7 +62,7 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     from streams.bench.stream import bench_stream  # noqa: PLC0415 -- loads kafka only when asked
     from streams.common.definitions import load_journeys  # noqa: PLC0415 -- light imports at the top
 
-    figures = bench_stream(load_journeys(settings_of(args).journeys_path()), args.events)
+    figures = bench_stream(load_journeys(settings_of(args).journeys_path()), args.events, args.workers)
     print_figures(figures, as_json=args.json)
     return 0
 
@@ -61,7 +74,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(
         args, {"bootstrap": "kafka_bootstrap", "partitions": "partitions", "web_port": "web_port"}
     )
-    from streams.worker.app import run_worker  # noqa: PLC0415 -- faust loads only for this command
+    from streams.worker.app import Role, run_worker  # noqa: PLC0415 -- faust loads only for this command
 
-    run_worker(settings, load_journeys(settings.journeys_path()), settings.web_port)
+    run_worker(settings, load_journeys(settings.journeys_path()), settings.web_port, Role(args.role))
     return 0

@@ -1,213 +1,143 @@
-"""Friction spike detection in the worker: re-key observations by touchpoint, detect, publish, deliver."""
+"""Friction spike detection in the loader: fed in-process from each batch's rows, kept in alert_state."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable
 
 import orjson
 import structlog
 
 from projections import schema
 from projections.alerts.config import detector_config
-from projections.alerts.holdback import (
-    HeldDetector,
-    decode_observations,
-    decode_record,
-    encode_observations,
-    encode_record,
-)
+from projections.alerts.holdback import HeldDetector, decode_record, encode_record
 from projections.alerts.model import AlertEvent, Observation
 from projections.alerts.rows import alert_row, observations_of
 from projections.alerts.slack.message import slack_payload
 from projections.journeys import JourneyModel
 from streams.alerting.delivery import DeliveryJob, WebhookDelivery
-from streams.alerting.detection import attempt_row, delivered_before, destination_id
-from streams.common.topics import TOPIC_CONFIGS, TopicNames, partition_for
-from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
-from streams.worker.partitioning import send_changelog
+from streams.alerting.detection import attempt_row, delivered_before, destination_id, settings_id
+from streams.store.protocol import ProjectionStore
+from streams.worker.records import Kind, Record
 
 log = structlog.get_logger("touchpath.worker.alerts")
 
 SCENARIO = "live"
 
 
-def install_alerting(
-    app: Any,
-    model: JourneyModel,
-    store: ClickHouseProjectionStore,
-    names: TopicNames,
-    partitions: int,
-) -> None:
-    """Add the re-key agent, the per-touchpoint detector agent (records in a changelog-backed table)
-    and a timer that writes delivery attempts."""
-    config = detector_config(model)
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    derived = app.topic(names.journey_events, partitions=partitions, **raw)
-    by_touchpoint = app.topic(names.friction_by_touchpoint, partitions=partitions, **raw)
-    alerts_topic = app.topic(names.alerts, partitions=partitions, **raw)
-    # Keyed by touchpoint with the producer's partitioner: a touchpoint's record lives in the same
-    # partition number as its re-keyed observations.
-    table = app.Table(
-        "alert-state",
-        default=None,
-        partitions=partitions,
-        use_partitioner=True,
-        key_type=bytes,
-        value_type=bytes,
-        extra_topic_configs=TOPIC_CONFIGS,
-    )
-    delivery = WebhookDelivery()
-    delivered = delivered_before(store, SCENARIO)
-    lock = asyncio.Lock()
-    detectors: dict[int, HeldDetector] = {}  # per re-keyed partition, rebuilt after a rebalance
-    reload = {"needed": False}
+class StreamAlerting:
+    """The detector over every journey-events partition, in event-time order.
 
-    async def rekey(stream: Any) -> None:
-        # Each touchpoint's counts must live in one place: send every observation to the partition
-        # of its touchpoint (the journey agent's partitions are by customer), one message per
-        # touchpoint and run of updates rather than per observation. Progress markers go to every
-        # partition, behind the observations of the updates before them.
-        grouped: dict[str, list[Observation]] = {}
+    Partitions progress at different speeds, so observations are held until every partition has
+    passed them (HeldDetector). Each touchpoint's record in alert_state holds its detector state,
+    held observations, alerts not yet known to be published (its outbox) and, per partition, the
+    next journey-events offset already offered: a batch the loader reads again after a crash
+    (the rows are written before the loader's progress) is not counted twice.
+    """
 
-        async def flush() -> None:
-            for touchpoint, observations in grouped.items():
-                await by_touchpoint.send(key=touchpoint.encode(), value=encode_observations(observations))
-            grouped.clear()
+    def __init__(
+        self,
+        model: JourneyModel,
+        store: ProjectionStore,
+        partitions: int,
+        publish: Callable[[list[AlertEvent]], None],
+        delivery: WebhookDelivery | None = None,
+    ) -> None:
+        self.model = model
+        self.config = detector_config(model)
+        self.held = HeldDetector(self.config, partitions)
+        # Records of this detector are not the embedded runner's (those are plain detector states).
+        self.settings_id = "held:" + settings_id(self.config)
+        self.publish = publish
+        self.delivery = delivery if delivery is not None else WebhookDelivery()
+        self.delivered = delivered_before(store, SCENARIO)  # type: ignore[arg-type]
+        self.applied: dict[str, dict[int, int]] = defaultdict(dict)
+        self.outbox: dict[str, list[AlertEvent]] = {}
+        self.changed: set[str] = set()
+        self.raised: list[AlertEvent] = []
+        self.version = 0
+        self._restore(store)
 
-        async for batch in stream.take_events(2_000, within=0.5):
-            for event in batch:
-                message = orjson.loads(event.value)
-                kind = message.get("type")
-                if kind == "progress":
-                    await flush()
-                    marker = orjson.dumps({"source": message["partition"], "time": message["stream_time"]})
-                    for partition in range(partitions):
-                        await by_touchpoint.send(value=marker, partition=partition)
-                elif kind == "journey_update":
-                    for observation in observations_of(message["rows"], config):
-                        grouped.setdefault(observation.touchpoint, []).append(observation)
-            await flush()
+    def _restore(self, store: ProjectionStore) -> None:
+        _, rows = store.query(
+            "SELECT touchpoint, settings_id, state, version FROM alert_state FINAL "
+            "WHERE scenario = {scenario:String} AND settings_id = {settings:String}",
+            {"scenario": SCENARIO, "settings": self.settings_id},
+        )
+        unpublished: list[AlertEvent] = []
+        for touchpoint, _, raw, version in rows:
+            if self.config.rule(touchpoint) is None:
+                continue
+            applied, record = orjson.loads(raw)
+            self.held.restore(decode_record(orjson.dumps(record)))
+            self.applied[touchpoint] = {int(p): int(o) for p, o in applied.items()}
+            self.version = max(self.version, int(version))
+            if record[3]:
+                decoded = decode_record(orjson.dumps(record))
+                self.outbox[touchpoint] = decoded.outbox
+                unpublished.extend(decoded.outbox)
+        # Alerts raised and kept just before a crash: publish again (same ids: the table collapses
+        # them and delivery skips what was delivered).
+        self.raised = unpublished
 
-    async def detector_for(partition: int) -> HeldDetector:
-        if reload["needed"]:
-            detectors.clear()
-            reload["needed"] = False
-        held = detectors.get(partition)
-        if held is None:
-            held = detectors[partition] = HeldDetector(config, partitions)
-            unpublished = []
-            for key, value in list(table.items()):
-                if partition_for(key, partitions) != partition:
-                    continue
-                record = decode_record(value)
-                if config.rule(record.state.touchpoint) is None:
-                    continue
-                held.restore(record)
-                unpublished.extend(record.outbox)
-            # Alerts raised and kept just before a crash: publish again (same ids, so the table
-            # collapses them and delivery skips what was delivered).
-            await publish(unpublished)
-        return held
-
-    async def detect(stream: Any) -> None:
-        async for batch in stream.take_events(1_000, within=0.5):
-            async with lock:
-                offered: dict[int, set[str]] = {}  # per partition: touchpoints given observations
-                for event in batch:
-                    partition = event.message.partition
-                    held = await detector_for(partition)
-                    touchpoints = offered.setdefault(partition, set())
-                    if event.value[:1] == b"{":
-                        marker = orjson.loads(event.value)
-                        held.advance_source(int(marker["source"]), int(marker["time"]))
-                        continue
-                    observations = decode_observations(event.value)
-                    if held.offer(observations, event.message.offset):
-                        touchpoints.add(observations[0].touchpoint)
-                alerts: list[AlertEvent] = []
-                written = []
-                for partition, touchpoints in sorted(offered.items()):
-                    held = detectors[partition]
-                    raised, changed = held.release()
-                    alerts.extend(raised)
-                    # What was offered is kept too (held observations are in the records): the
-                    # batch's offsets are committed after this.
-                    changed |= touchpoints | {alert.touchpoint for alert in raised}
-                    for touchpoint in changed:
-                        outbox = [alert for alert in raised if alert.touchpoint == touchpoint]
-                        value = encode_record(held.record(touchpoint, outbox))
-                        future = send_changelog(table, touchpoint.encode(), value)
-                        table.data[touchpoint.encode()] = value
-                        written.append(future)
-                # Records (with their alerts as outbox) durable first, then the alerts go out, then
-                # the outboxes are emptied (a crash in between publishes again: same alert ids).
-                if written:
-                    await asyncio.gather(*written)
-                await publish(alerts)
-                cleared = []
-                for partition, touchpoint in sorted(
-                    {(partition_for(a.touchpoint.encode(), partitions), a.touchpoint) for a in alerts}
-                ):
-                    value = encode_record(detectors[partition].record(touchpoint, []))
-                    cleared.append(send_changelog(table, touchpoint.encode(), value))
-                    table.data[touchpoint.encode()] = value
-                if cleared:
-                    await asyncio.gather(*cleared)
-
-    async def publish(alerts: list[AlertEvent]) -> None:
-        """Topic and table, then the webhooks. Alert ids are deterministic: an alert published again
-        after a crash collapses in the table and is not delivered twice."""
-        if not alerts:
+    def offer(self, partition: int, offset: int, record: Record) -> None:
+        """One record of a partition's chain: its time, and a batch's observations."""
+        if record.stream_time is not None:
+            self.held.advance_source(partition, record.stream_time)
+        if record.kind is not Kind.BATCH or not record.rows:
             return
-        for alert in alerts:
-            value = orjson.dumps({"scenario": SCENARIO, **alert.as_dict()})
-            await alerts_topic.send(key=alert.touchpoint.encode(), value=value)
-        await app.producer.flush()
-        rows = [alert_row(alert, SCENARIO) for alert in alerts]
-        await _insert(store, schema.ALERTS, rows)
-        for alert in alerts:
+        grouped: dict[str, list[Observation]] = defaultdict(list)
+        for observation in observations_of(record.rows, self.config):
+            grouped[observation.touchpoint].append(observation)
+        for touchpoint, observations in grouped.items():
+            applied = self.applied[touchpoint]
+            if offset < applied.get(partition, 0):
+                continue  # offered before a restart
+            applied[partition] = offset + 1
+            self.held.pending.setdefault(touchpoint, []).extend(observations)
+            self.changed.add(touchpoint)
+
+    def rows(self) -> dict[str, list[tuple[object, ...]]]:
+        """Alerts raised by what the watermark passed, the changed records, delivery attempts."""
+        raised, changed = self.held.release()
+        self.raised.extend(raised)
+        changed |= self.changed | set(self.outbox) | {alert.touchpoint for alert in raised}
+        self.changed = set()
+        self.outbox = {}
+        for alert in self.raised:
+            self.outbox.setdefault(alert.touchpoint, []).append(alert)
+        self.version += 1
+        states: list[tuple[object, ...]] = []
+        for touchpoint in sorted(changed):
+            record = encode_record(self.held.record(touchpoint, self.outbox.get(touchpoint, [])))
+            applied = {str(p): o for p, o in self.applied.get(touchpoint, {}).items()}
+            value = orjson.dumps([applied, orjson.Fragment(record)]).decode()
+            states.append((SCENARIO, touchpoint, self.settings_id, value, self.version, 0))
+        out: dict[str, list[tuple[object, ...]]] = {}
+        if states:
+            out[schema.ALERT_STATE.name] = states
+        if raised:
+            out[schema.ALERTS.name] = [alert_row(alert, SCENARIO) for alert in raised]
+        attempts = self.delivery.take_attempts()
+        if attempts:
+            out[schema.ALERT_DELIVERIES.name] = [attempt_row(a, SCENARIO) for a in attempts]
+        return out
+
+    def stored(self) -> None:
+        """The alerts are in the store: publish them, hand them to delivery; the next rows() clears
+        their outboxes (a crash before that publishes them again)."""
+        if not self.raised:
+            return
+        self.publish(self.raised)
+        for alert in self.raised:
             log.info("alert", action=alert.action.value, touchpoint=alert.touchpoint, alert_id=alert.alert_id)
-            team = model.registry.team(alert.owner_team)
+            team = self.model.registry.team(alert.owner_team)
             if team is None:
                 continue
             payload = orjson.dumps(slack_payload(alert, SCENARIO))
             for destination in team.destinations:
                 key = (alert.alert_id, destination_id(destination.webhook))
-                if key not in delivered:
-                    delivered.add(key)  # submitted: a re-publish must not send it again
-                    delivery.submit(DeliveryJob(alert.alert_id, team.id, destination.webhook, payload))
-
-    async def record_attempts() -> None:
-        attempts = delivery.take_attempts()
-        if attempts:
-            await _insert(store, schema.ALERT_DELIVERIES, [attempt_row(a, SCENARIO) for a in attempts])
-
-    def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        reload["needed"] = True
-
-    app.on_partitions_revoked.connect(on_rebalance)
-    app.on_partitions_assigned.connect(on_rebalance)
-    app.agent(derived, name="alerts-rekey", concurrency=1)(rekey)
-    app.agent(by_touchpoint, name="alerts-detect", concurrency=1)(detect)
-    app.timer(interval=2.0)(record_attempts)
-
-
-async def _insert(
-    store: ClickHouseProjectionStore, table: schema.Table, rows: list[tuple[object, ...]]
-) -> None:
-    loop = asyncio.get_running_loop()
-    delay = 0.5
-    while True:
-        try:
-            await loop.run_in_executor(None, store.insert_rows, table, rows)
-            return
-        except StoreError as error:
-            log.warning("alerts.insert_failed", table=table.name, error=str(error), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                if key not in self.delivered:
+                    self.delivered.add(key)  # submitted: a re-publish must not send it again
+                    self.delivery.submit(DeliveryJob(alert.alert_id, team.id, destination.webhook, payload))
+        self.raised = []

@@ -1,154 +1,89 @@
-"""The Faust app (built by a factory, nothing at import): journey agent, sink agents, timer, web."""
+"""The worker's composition root: roles, the Faust app (built by a factory), the loader, /health."""
 
 from __future__ import annotations
 
 import asyncio
+import logging.config
+import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from enum import StrEnum
+from typing import Any
 
 import faust
+import orjson
 import structlog
+from kafka import KafkaProducer
 
-from events.errors import Rejection
-from projections import schema
-from projections.customer import CustomerState
-from projections.engine import JourneyEngine
-from projections.intake import Intake, Kind
+from events.errors import Rejection, TouchpathError
+from projections.alerts.model import AlertEvent
 from projections.journeys import JourneyModel
-from projections.state_codec import decode_state, encode_state
 from streams.common import topics
 from streams.common.logs import stdlib_logging_config
 from streams.common.settings import Settings
-from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
-from streams.worker.alerts import install_alerting
-from streams.worker.gapfill import Incoming, offsets_key, read_range
+from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.worker.alerts import SCENARIO, StreamAlerting
+from streams.worker.gapfill import Incoming, read_range
 from streams.worker.health import Status, WorkerHealth, watch
-from streams.worker.partitioning import Placement, send_changelog
-from streams.worker.sink import Delivered, ProjectionSink, bad_headers, encode_progress, encode_update
+from streams.worker.journeys import JourneyAgent, JourneyCounters
+from streams.worker.loader import Loader, LoaderCounters
+from streams.worker.partitioning import Placement
+from streams.worker.quarantine import bad_headers
+from streams.worker.records import Recovered
+from streams.worker.states import latest_event_time, recover_partition
 
 log = structlog.get_logger("touchpath.worker")
-T = TypeVar("T")
 
-JOURNEY_BATCH = 2_000
-SINK_BATCH = 2_000
+JOURNEY_BATCH = 5_000  # input records per batch (one journey-events record per partition and batch)
+BATCH_WITHIN_S = 0.2
 TICK_SECONDS = 1.0
-PROGRESS_REPEAT_S = 15.0
+ELSEWHERE_EVERY_S = 3.0  # how often a worker without every partition reads the others' event time
 
 
-class TableStates(MutableMapping[str, CustomerState]):
-    """Customer states cached in memory, loaded on demand from the changelog-backed Faust table.
+class Role(StrEnum):
+    """What a `touchpath worker` process does."""
 
-    Writes stay in the cache until persist() is called after the derived rows were delivered,
-    so the durable state never runs ahead of what downstream has received.
-    """
-
-    def __init__(self, table: Any, model: JourneyModel) -> None:
-        self.table = table
-        self.model = model
-        self.cache: dict[str, CustomerState] = {}
-        # Outboxes of loaded records, to publish before their records are overwritten.
-        self.unsent: dict[str, bytes] = {}
-
-    def __getitem__(self, customer_id: str) -> CustomerState:
-        state = self.cache.get(customer_id)
-        if state is None:
-            raw = self.table.get(customer_id.encode())
-            if raw is None:
-                raise KeyError(customer_id)
-            encoded, outbox = unpack_record(raw)
-            state = self.cache[customer_id] = decode_state(encoded, self.model)
-            if outbox:
-                self.unsent[customer_id] = outbox
-        return state
-
-    def __setitem__(self, customer_id: str, state: CustomerState) -> None:
-        self.cache[customer_id] = state
-
-    def __delitem__(self, customer_id: str) -> None:
-        self.cache.pop(customer_id, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cache)
-
-    def __len__(self) -> int:
-        return len(self.cache)
-
-    def persist(self, state: CustomerState, outbox: bytes = b"") -> Awaitable[Any]:
-        """Write one state, with the derived message it is about to publish (its outbox), to the
-        table; the returned future resolves once the broker has the changelog record.
-
-        State first, then the message: a crash in between leaves a state that knows its rows and an
-        outbox that recovery publishes again (rows are versioned, so a second copy collapses). The
-        other order loses track of published rows: after a restart the events are re-folded in other
-        batches, and a deviation or signal published before the crash is never retracted.
-
-        Same two steps as `table[key] = value`, but keeping the changelog future: Faust's own
-        producer flush gives up after 0.1 s without progress, so an offset commit could otherwise
-        overtake a changelog record still in Faust's buffer.
-        """
-        key, value = state.customer_id.encode(), pack_record(encode_state(state), outbox)
-        future = send_changelog(self.table, key, value)
-        self.table.data[key] = value
-        return future
-
-    def recovered(self) -> Iterator[tuple[CustomerState, bytes]]:
-        """Every state held by the table for this worker's partitions, with its outbox."""
-        for key, raw in self.table.items():
-            if key[:1] == b"\x00":
-                continue  # the worker's own bookkeeping (next offsets), not a customer
-            encoded, outbox = unpack_record(raw)
-            yield decode_state(encoded, self.model), outbox
-
-
-_RECORD = b"\x01"  # format of a journey-state table value: 1 + len(state) (4 bytes) + state + outbox
-
-
-def pack_record(state: bytes, outbox: bytes) -> bytes:
-    """A table value: the encoded state and the derived message not yet known to be published."""
-    return _RECORD + len(state).to_bytes(4, "big") + state + outbox
-
-
-def unpack_record(raw: bytes) -> tuple[bytes, bytes]:
-    """(encoded state, outbox) of a table value."""
-    if raw[:1] != _RECORD:
-        msg = f"unknown journey-state record format {raw[:1]!r}"
-        raise ValueError(msg)
-    size = int.from_bytes(raw[1:5], "big")
-    return raw[5 : 5 + size], raw[5 + size :]
+    ALL = "all"  # journeys and the loader in one process (one process, or the one owning chDB)
+    JOURNEYS = "journeys"  # fold input partitions (as many processes as partitions)
+    LOADER = "loader"  # journey-events into the store, and alerting (one per embedded data dir)
 
 
 @dataclass(slots=True)
 class WorkerMetrics:
-    """Counters exposed on /metrics and /health."""
+    """What /health and /metrics report: the journey agent's and the loader's counters, and the
+    process's health (status, crashes, latency)."""
 
-    events_in: int = 0
-    bad: int = 0
-    duplicates: int = 0
-    updates_out: int = 0
-    sink_rows: int = 0
-    sink_errors: int = 0
-    # The last ClickHouse error while it persists (cleared by the next successful insert): the
-    # sink retries forever and Faust feeds every topic through one loop, so the worker stalls.
-    store_error: str | None = None
-    insert_seconds: list[float] = field(default_factory=list)
-    # Status, agent crashes and event-to-row latency (from the event's arrival at the worker).
+    journeys: JourneyCounters | None = None
+    loader: LoaderCounters | None = None
+    loader_failed: str | None = None
     health: WorkerHealth = field(default_factory=WorkerHealth)
-    processed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per TP
-    gaps_filled: int = 0  # input records Faust skipped and the worker read back
-    redelivered: int = 0  # input records delivered again (already folded): skipped
+
+    @property
+    def store_error(self) -> str | None:
+        """The last ClickHouse refusal while it lasts (the loader retries; nothing moves meanwhile)."""
+        return self.loader.store_error if self.loader is not None else None
+
+    @property
+    def sink_errors(self) -> int:
+        """Store refusals so far."""
+        return self.loader.store_errors if self.loader is not None else 0
 
 
 def create_app(
-    settings: Settings, model: JourneyModel, store: ClickHouseProjectionStore, web_port: int
+    settings: Settings,
+    model: JourneyModel,
+    web_port: int,
+    loader: Loader | None,
+    health: WorkerHealth | None = None,
 ) -> Any:
-    """Build the Faust app for this worker; topics must exist already (see topics.ensure_topics)."""
+    """The Faust app of a journeys (or all-in-one) worker; topics must exist (topics.ensure_topics)."""
+    health = WorkerHealth() if health is None else health
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.state_store,
+        store="memory://",
         autodiscover=False,
         datadir=str(settings.data_dir / "faust"),  # Faust's own files, never the working directory
         topic_partitions=settings.partitions,
@@ -175,388 +110,161 @@ def create_app(
     }
     source = app.topic(names.touchpoints, partitions=settings.partitions, **raw)
     bad_topic = app.topic(names.bad, partitions=settings.partitions, **raw)
-    derived = app.topic(names.journey_events, partitions=settings.partitions, **raw)
-    # use_partitioner: a changelog record goes to the partition the producer's partitioner picks for
-    # the customer key - the same one the touchpoints record had (SDK producers key by customer_id).
-    table = app.Table(
-        "journey-state",
-        default=None,
-        partitions=settings.partitions,
-        use_partitioner=True,
-        key_type=bytes,  # bytes types make Faust use the raw codec, also when it recovers the table
-        value_type=bytes,
-        extra_topic_configs=topics.TOPIC_CONFIGS,
-    )
-    states = TableStates(table, model)
-    engine = JourneyEngine(model, "live", states)
-    sink = ProjectionSink(store)
-    metrics = WorkerMetrics()
-    intake = Intake(engine)  # keeps the latest event time per touchpoints partition
-    placement = Placement(source, settings.partitions)
-    lock = asyncio.Lock()
-    rescan = {"needed": True}
+    loop_executor = None  # the default thread pool: Kafka reads for recovery and gap-fill
 
-    source_ts: dict[str, list[int]] = {}  # arrival times (ms) of this batch's events per customer
+    async def publish(partition: int, value: bytes) -> Any:
+        return await app.producer.send(names.journey_events, None, value, partition, None, None)
 
-    async def publish_and_persist() -> None:
-        updates = engine.drain_updates()
-        if states.unsent:
-            # Loaded records whose message a crash may have kept from the topic: publish it before
-            # the new record (with its own outbox) replaces it.
-            for customer_id, outbox in states.unsent.items():
-                await derived.send(key=customer_id.encode(), value=outbox)
-            await app.producer.flush()
-            states.unsent.clear()
-        messages = []
-        for update in updates:
-            stamps = source_ts.pop(update.customer_id, ())
-            messages.append(encode_update(update, engine.scenario, stamps))
-        source_ts.clear()
-        # State (with its outbox) durable first, then the derived messages; the batch's events are
-        # acked (so their offsets committable) only after this returns.
-        written = [states.persist(u.state, m) for u, m in zip(updates, messages, strict=True)]
-        for partition, offset in next_offset.items():
-            key, value = offsets_key(partition, settings.partitions), str(offset).encode()
-            if table.data.get(key) != value:
-                written.append(send_changelog(table, key, value))
-                table.data[key] = value
-        if written:
-            await asyncio.gather(*written)
-        for update, message in zip(updates, messages, strict=True):
-            await derived.send(key=update.customer_id.encode(), value=message)
-        await app.producer.flush()
-        metrics.updates_out += len(updates)
+    async def quarantine(record: Incoming, rejection: Rejection) -> None:
+        # For other subscribers: the original bytes with the typed reason (rows go with the batch).
+        headers = bad_headers(rejection, record.topic, record.partition, record.offset)
+        await app.producer.send(names.bad, record.key, record.value, None, None, headers)
 
-    async def republish_outboxes(pending: list[tuple[CustomerState, bytes]]) -> None:
-        # Messages a crash may have kept from the derived topic: publish again, then clear them.
-        for state, outbox in pending:
-            await derived.send(key=state.customer_id.encode(), value=outbox)
-        await app.producer.flush()
-        cleared = [states.persist(state) for state, _ in pending]
-        if cleared:
-            await asyncio.gather(*cleared)
-        if pending:
-            log.info("worker.outboxes_republished", customers=len(pending))
-
-    async def refresh_after_rebalance() -> None:
-        # After start or a rebalance (with the lock held, between batches): drop cached states of
-        # partitions that may have moved, reload open instances from the table so timeouts fire for
-        # customers this process has not seen since it started, and republish pending outboxes.
-        if not rescan["needed"] or app.rebalancing or app.in_recovery:
-            return
-        engine.forget_cached()
-        states.cache.clear()
-        states.unsent.clear()  # the records are read again below
-        intake.stream_time.clear()
-        next_offset.clear()
-        pending = []
-        for state, outbox in states.recovered():
-            engine.schedule(state)
-            # A partition's progress is the latest stream time of its customers' states; without
-            # it a restarted worker would accept events the uninterrupted run rejects as too late.
-            intake.recover(
-                topics.partition_for(state.customer_id.encode(), settings.partitions), state.stream_time
-            )
-            if outbox:
-                pending.append((state, outbox))
-        await republish_outboxes(pending)
-        rescan["needed"] = False
-        metrics.health.state_recovered()
-
-    next_offset: dict[int, int] = {}  # per input partition: the next offset to fold (durable)
-    future_bound_ms = int(settings.future_bound_s * 1000)
-
-    def expected_offset(partition: int) -> int | None:
-        if partition not in next_offset:
-            stored = table.get(offsets_key(partition, settings.partitions))
-            if stored is None:
-                return None
-            next_offset[partition] = int(stored)
-        return next_offset[partition]
-
-    async def fold(record: Incoming) -> None:
-        metrics.events_in += 1
-        # The shell reads the wall clock; the engine only ever sees event time.
-        arrived_ms = int(time.time() * 1000)
-        intake.not_after_ms = arrived_ms + future_bound_ms
-        metrics.health.event_arrived(record.timestamp_ms, arrived_ms)
-        home = placement.home_of(record.value, record.partition)
-        if home is not None:  # not on its customer's partition: folded there, by its owner
-            await placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
-            return
-        # A customer's events all come from one partition: the intake measures lateness against
-        # that partition's progress, not against faster partitions.
-        source = f"{record.topic}/{record.partition}"
-        verdict = intake.offer(record.value, source, record.offset, record.partition)
-        if verdict.event is not None:
-            source_ts.setdefault(verdict.event.customer_id, []).append(arrived_ms)
-        if verdict.kind is Kind.DUPLICATE:
-            metrics.duplicates += 1
-        elif verdict.rejection is not None:
-            await _quarantine(bad_topic, record, verdict.rejection, metrics)
-
-    async def fill_gap(partition: int, start: int, end: int) -> None:
-        # Faust can hand a stream a later offset than the next one after a rebalance, and then
-        # commit past the ones it skipped (faust-streaming issues on rebalance races). The next
-        # offset to fold is durable, so a skip is seen and the records are read back here; if
-        # Faust delivers them later after all, they are below the next offset and skipped.
-        log.warning("worker.offsets_skipped", partition=partition, first=start, last=end - 1)
+    async def recover(partition: int) -> Recovered:
         loop = asyncio.get_running_loop()
-        records = await loop.run_in_executor(
-            None, read_range, settings.kafka_bootstrap, names.touchpoints, partition, start, end
+        return await loop.run_in_executor(
+            loop_executor, recover_partition, settings.kafka_bootstrap, names.journey_events, partition
         )
-        for record in records:
-            await fold(record)
-        metrics.gaps_filled += len(records)
+
+    async def read_back(partition: int, start: int, end: int) -> list[Incoming]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            loop_executor, read_range, settings.kafka_bootstrap, names.touchpoints, partition, start, end
+        )
+
+    agent = JourneyAgent(
+        model,
+        publish=publish,
+        quarantine=quarantine,
+        recover=recover,
+        read_back=read_back,
+        future_bound_ms=int(settings.future_bound_s * 1000),
+        placement=Placement(source, settings.partitions),  # misplaced keys go home, unfolded here
+        arrived=health.event_arrived,
+    )
+    metrics = WorkerMetrics(agent.counters, loader.counters if loader is not None else None, health=health)
+    del bad_topic  # declared so Faust knows the topic; records go through the producer
+
+    def assigned() -> set[int]:
+        try:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.touchpoints}
+        except Exception:
+            return set()
 
     @app.agent(source, concurrency=1)
     async def journeys(stream: Any) -> None:
-        async for batch in stream.take_events(JOURNEY_BATCH, within=0.2):
-            async with lock:
-                await refresh_after_rebalance()
-                for event in batch:
-                    message = event.message
-                    partition, offset = message.partition, message.offset
-                    # Fold each input offset exactly once, in order: Faust re-delivers from its
-                    # committed offset after a restart (behind what the states hold), and after a
-                    # rebalance it can deliver a prefetched later offset first, or skip some.
-                    expected = expected_offset(partition)
-                    if expected is not None and offset < expected:
-                        metrics.redelivered += 1
-                        continue
-                    if expected is not None and offset > expected:
-                        await fill_gap(partition, expected, offset)
-                    record = Incoming(
-                        message.topic,
-                        partition,
-                        offset,
-                        message.key,
-                        event.value,
-                        int(message.timestamp * 1000),
-                    )
-                    await fold(record)
-                    next_offset[partition] = max(next_offset.get(partition, 0), offset + 1)
-                await placement.settle()  # re-routed records are in Kafka before the batch is acked
-                await publish_and_persist()
-                for event in batch:  # processed = its derived rows are in Kafka
-                    metrics.processed[(event.message.topic, event.message.partition)] = (
-                        event.message.offset + 1
-                    )
+        async for batch in stream.take_events(JOURNEY_BATCH, within=BATCH_WITHIN_S):
+            records = [
+                Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.value,
+                         int(e.message.timestamp * 1000))
+                for e in batch
+            ]  # fmt: skip
+            await agent.process(records, assigned())
 
-    sink_next: dict[tuple[str, int], int] = {}  # per derived/bad partition: next offset to write
-    sink_loaded = {"done": False}
-
-    async def sink_expected(topic: str, partition: int) -> int | None:
-        if not sink_loaded["done"]:
-            loop = asyncio.get_running_loop()
-            stored = await loop.run_in_executor(None, _sink_progress, store, settings.app_id)
-            for key, offset in stored.items():  # the other sink agent may be ahead of the table
-                sink_next[key] = max(sink_next.get(key, offset), offset)
-            sink_loaded["done"] = True
-        return sink_next.get((topic, partition))
-
-    async def run_sink(stream: Any) -> None:
-        async for batch in stream.take_events(SINK_BATCH, within=0.5):
-            delivered: list[Delivered] = []
-            for e in batch:
-                message = e.message
-                topic, partition, offset = message.topic, message.partition, message.offset
-                # Same rule as the journey agent: each offset written once and none skipped (the
-                # next offset per partition is in sink_progress, written after the rows).
-                expected = await sink_expected(topic, partition)
-                if expected is not None and offset < expected:
-                    metrics.redelivered += 1
-                    continue
-                if expected is not None and offset > expected:
-                    missed = await _read_back(settings.kafka_bootstrap, topic, partition, expected, offset)
-                    delivered.extend(missed)
-                    metrics.gaps_filled += len(missed)
-                delivered.append(Delivered(topic, partition, offset, e.value, _headers(e)))
-                sink_next[(topic, partition)] = offset + 1
-            if delivered:
-                await _write_until_done(sink, delivered, metrics)
-                progress = {(d.topic, d.partition): sink_next[(d.topic, d.partition)] for d in delivered}
-                await _insert_progress(store, settings.app_id, progress, metrics)
-            for e in batch:  # processed = its rows are in ClickHouse (what /health's lag means)
-                metrics.processed[(e.message.topic, e.message.partition)] = e.message.offset + 1
-
-    app.agent(derived, name="sink-journey-events", concurrency=1)(run_sink)
-    app.agent(bad_topic, name="sink-quarantine", concurrency=1)(run_sink)
-
-    progress_sent: dict[int, tuple[int, float]] = {}  # partition -> (time reported, when)
-
-    async def send_progress() -> None:
-        # Every input partition's event time, into the derived partition of the same number (behind
-        # its updates), when it moved and every PROGRESS_REPEAT_S (for consumers that restarted). A
-        # partition with nothing left to read is idle: it reports the latest time of any partition,
-        # so a quiet partition does not hold back consumers' watermarks.
-        try:
-            assigned = [tp for tp in app.consumer.assignment() if tp.topic == names.touchpoints]
-            highwaters = await app.consumer.highwaters(*assigned) if assigned else {}
-        except Exception:  # consumer not ready: next tick
-            return
-        latest = max(intake.stream_time.values(), default=None)
-        now = time.monotonic()
-        for tp in assigned:
-            done = metrics.processed.get((tp.topic, tp.partition), _committed(app, tp))
-            idle = done >= int(highwaters.get(tp, 0))
-            reported = latest if idle else intake.stream_time.get(tp.partition)
-            if reported is None:
-                continue
-            sent, at = progress_sent.get(tp.partition, (None, 0.0))
-            if reported != sent or now - at >= PROGRESS_REPEAT_S:
-                await derived.send(value=encode_progress(tp.partition, reported), partition=tp.partition)
-                progress_sent[tp.partition] = (reported, now)
+    looked = {"at": 0.0}  # when the other partitions' event time was read last
 
     async def tick() -> None:
         if app.rebalancing or app.in_recovery:
             return
-        async with lock:
-            await refresh_after_rebalance()
-            await publish_and_persist()
-            await send_progress()
+        owned = assigned()
+        try:
+            tps = [tp for tp in app.consumer.assignment() if tp.topic == names.touchpoints]
+            highwaters = await app.consumer.highwaters(*tps) if tps else {}
+        except Exception:
+            return
+        elsewhere = None
+        now = time.monotonic()
+        if owned != set(range(settings.partitions)) and now - looked["at"] >= ELSEWHERE_EVERY_S:
+            looked["at"] = now
+            loop = asyncio.get_running_loop()
+            elsewhere = await loop.run_in_executor(
+                None, latest_event_time, settings.kafka_bootstrap, names.journey_events, settings.partitions
+            )
+        await agent.tick(owned, {tp.partition: int(high) for tp, high in highwaters.items()}, elsewhere)
+        # Ready once every assigned partition's state is loaded (and the loader knows where it
+        # resumes); a rebalance since (Faust's signal, see watch) makes it wait for the next tick.
+        if assigned() <= agent.owned and (loader is None or loader.counters.lag >= 0):
+            health.state_recovered()
 
     app.timer(interval=TICK_SECONDS)(tick)
-    if settings.stream_alerts:
-        install_alerting(app, model, store, names, settings.partitions)
-
-    def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        rescan["needed"] = True
-        sink_loaded["done"] = False  # partitions may have been written by another worker meanwhile
-
-    app.on_partitions_revoked.connect(on_rebalance)
-    app.on_partitions_assigned.connect(on_rebalance)
-    watch(app, metrics.health, names.touchpoints)  # after every agent is defined
+    watch(app, health, names.touchpoints)  # after every agent is defined
 
     @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
+    async def health_page(web: Any, request: Any) -> Any:
+        _note_loader(metrics, loader)
         lag = await _lag(app, metrics, names)
         moving = bool(app.rebalancing or app.in_recovery)
-        body = {
-            **metrics.health.body(store_error=metrics.store_error, rebalancing=moving),
-            "events_in": metrics.events_in,
-            "rerouted": placement.rerouted,
-            "bad": metrics.bad,
-            "duplicates": metrics.duplicates,
-            "gaps_filled": metrics.gaps_filled,
-            "redelivered": metrics.redelivered,
-            "sink_rows": metrics.sink_rows,
-            "lag": lag,
-            "assigned": _assigned(app, names.touchpoints),
-        }
+        body = health_body(metrics, lag, _assigned(app, names.touchpoints), moving)
         return web.json(body, status=Status(body["status"]).http_code)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
+        _note_loader(metrics, loader)
         lag = await _lag(app, metrics, names)
-        text = _prometheus(metrics, lag, placement.rerouted)
-        return web.text(text, content_type="text/plain; version=0.0.4")
+        return web.text(_prometheus(metrics, lag), content_type="text/plain; version=0.0.4")
 
     return app
 
 
-async def _quarantine(bad_topic: Any, record: Incoming, rejection: Rejection, metrics: WorkerMetrics) -> None:
-    metrics.bad += 1
-    await bad_topic.send(
-        key=record.key,
-        value=record.value,
-        headers=bad_headers(rejection, record.topic, record.partition, record.offset),
-    )
-
-
-def _sink_progress(store: ClickHouseProjectionStore, consumer: str) -> dict[tuple[str, int], int]:
-    _, rows = store.query(
-        "SELECT topic, partition, next_offset FROM sink_progress FINAL "
-        "WHERE scenario = 'live' AND consumer = {consumer:String}",
-        {"consumer": consumer},
-    )
-    return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
-
-
-async def _insert_progress(
-    store: ClickHouseProjectionStore,
-    consumer: str,
-    progress: dict[tuple[str, int], int],
-    metrics: WorkerMetrics,
-) -> None:
-    rows = [
-        ("live", consumer, topic, partition, offset, offset, 0)
-        for (topic, partition), offset in sorted(progress.items())
-    ]
-    await _until_stored(
-        lambda: store.insert_rows(schema.SINK_PROGRESS, rows), metrics, "sink.progress_failed"
-    )
-
-
-async def _read_back(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Delivered]:
-    """Messages Faust skipped, read back with a plain consumer (see streams/worker/gapfill.py)."""
-    log.warning("sink.offsets_skipped", topic=topic, partition=partition, first=start, last=end - 1)
-    loop = asyncio.get_running_loop()
-    records = await loop.run_in_executor(None, read_range, bootstrap, topic, partition, start, end)
-    return [Delivered(r.topic, r.partition, r.offset, r.value, dict(r.headers)) for r in records]
-
-
-def _headers(event: Any) -> dict[str, bytes]:
-    headers = event.headers or {}
-    if isinstance(headers, dict):
-        return {str(k): bytes(v) for k, v in headers.items()}
-    return {str(k): bytes(v) for k, v in headers}
-
-
-async def _until_stored(call: Callable[[], T], metrics: WorkerMetrics, event: str) -> T:
-    """Run a ClickHouse write in a thread until it succeeds, backing off; /health shows the error
-    meanwhile (offsets are only committed once the rows are in ClickHouse)."""
-    delay = 0.5
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            result = await loop.run_in_executor(None, call)
-            metrics.store_error = None
-            return result
-        except StoreError as error:
-            metrics.sink_errors += 1
-            metrics.store_error = str(error)
-            log.warning(event, error=str(error), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-
-async def _write_until_done(sink: ProjectionSink, delivered: list[Delivered], metrics: WorkerMetrics) -> None:
-    """Insert the messages' rows, retrying until ClickHouse has them; records latency figures."""
-    started = time.perf_counter()
-    written, source_ts = await _until_stored(lambda: sink.write(delivered), metrics, "sink.insert_failed")
-    visible_ms = time.time() * 1000
-    metrics.sink_rows += written
-    metrics.health.rows_written(source_ts, visible_ms)
-    metrics.insert_seconds.append(time.perf_counter() - started)
-    del metrics.insert_seconds[:-1000]
+def health_body(metrics: WorkerMetrics, lag: int, assigned: int, rebalancing: bool) -> dict[str, Any]:
+    """/health's answer (its status decides the HTTP code: Status.http_code)."""
+    journeys, loader = metrics.journeys or JourneyCounters(), metrics.loader
+    return {
+        **metrics.health.body(store_error=metrics.store_error, rebalancing=rebalancing),
+        "loader_failed": metrics.loader_failed,
+        "events_in": journeys.events_in,
+        "rerouted": journeys.rerouted,
+        "bad": journeys.bad,
+        "duplicates": journeys.duplicates,
+        "gaps_filled": journeys.gaps_filled,
+        "redelivered": journeys.redelivered,
+        "records_out": journeys.records_out,
+        "event_time": journeys.event_time,
+        "sink_rows": loader.rows if loader is not None else 0,
+        "batches_loaded": loader.batches if loader is not None else 0,
+        "batches_ignored": loader.ignored if loader is not None else 0,
+        "lag": lag,
+        "assigned": assigned,
+    }
 
 
 def worker_status(metrics: WorkerMetrics, *, rebalancing: bool) -> str:
-    """/health's status: degraded while ClickHouse refuses inserts (nothing moves then)."""
-    if metrics.store_error is not None:
-        return "degraded"
-    return "rebalancing" if rebalancing else "ok"
+    """/health's status: starting until ready, degraded while ClickHouse refuses inserts (nothing
+    moves then) and once an agent or the loader crashed."""
+    return metrics.health.status(store_error=metrics.store_error, rebalancing=rebalancing).value
+
+
+def _note_loader(metrics: WorkerMetrics, loader: Loader | None) -> None:
+    """A crashed loader thread is a crashed agent: the worker is degraded for good (once reported)."""
+    if loader is None or loader.failed is None or metrics.loader_failed is not None:
+        return
+    metrics.loader_failed = repr(loader.failed)
+    metrics.health.agent_crashed("loader", loader.failed)
 
 
 async def _lag(app: Any, metrics: WorkerMetrics, names: topics.TopicNames) -> int:
-    """Messages not yet processed on the assigned partitions; -1 until the worker is ready."""
-    total = 0
+    """Records not yet processed: input not yet published as batches plus batches not yet loaded;
+    -1 until the worker is ready."""
     if app.rebalancing or app.in_recovery:
         return -1
     try:
-        assignment = app.consumer.assignment()
+        assignment = [tp for tp in app.consumer.assignment() if tp.topic == names.touchpoints]
         if not assignment:
             return -1
         highwaters = await app.consumer.highwaters(*assignment)
-    except Exception:  # consumer not ready yet: report no lag figure
+    except Exception:
         return -1
+    total = 0
+    processed = metrics.journeys.processed if metrics.journeys is not None else {}
     for tp, high in highwaters.items():
-        if tp.topic in (names.touchpoints, names.journey_events, names.bad):
-            done = metrics.processed.get((tp.topic, tp.partition))
-            if done is None:
-                done = _committed(app, tp)
-            total += max(0, int(high) - done)
+        done = processed.get(tp.partition)
+        if done is None:
+            done = _committed(app, tp)
+        total += max(0, int(high) - done)
+    if metrics.loader is not None:
+        if metrics.loader.lag < 0:
+            return -1
+        total += metrics.loader.lag
     return total
 
 
@@ -564,7 +272,7 @@ def _assigned(app: Any, topic: str) -> int:
     """How many partitions of the input topic this worker owns now."""
     try:
         return sum(1 for tp in app.consumer.assignment() if tp.topic == topic)
-    except Exception:  # consumer not started yet
+    except Exception:
         return 0
 
 
@@ -577,62 +285,153 @@ def _committed(app: Any, tp: Any) -> int:
     return int(offset or 0)
 
 
-def _prometheus(metrics: WorkerMetrics, lag: int, rerouted: int) -> str:
-    latencies = sorted(metrics.insert_seconds)
-    p50 = latencies[len(latencies) // 2] if latencies else 0.0
-    p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
+def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
+    journeys, loader = metrics.journeys or JourneyCounters(), metrics.loader or LoaderCounters()
+    inserts = sorted(loader.insert_seconds)
+    p50 = inserts[len(inserts) // 2] if inserts else 0.0
+    p99 = inserts[int(len(inserts) * 0.99)] if inserts else 0.0
     lines = [
         "# TYPE touchpath_events_in_total counter",
-        f"touchpath_events_in_total {metrics.events_in}",
+        f"touchpath_events_in_total {journeys.events_in}",
         "# TYPE touchpath_bad_events_total counter",
-        f"touchpath_bad_events_total {metrics.bad}",
+        f"touchpath_bad_events_total {journeys.bad}",
         "# TYPE touchpath_duplicate_events_total counter",
-        f"touchpath_duplicate_events_total {metrics.duplicates}",
+        f"touchpath_duplicate_events_total {journeys.duplicates}",
         "# TYPE touchpath_input_gap_records_total counter",
-        f"touchpath_input_gap_records_total {metrics.gaps_filled}",
+        f"touchpath_input_gap_records_total {journeys.gaps_filled}",
+        "# TYPE touchpath_records_out_total counter",
+        f"touchpath_records_out_total {journeys.records_out}",
         "# TYPE touchpath_sink_rows_total counter",
-        f"touchpath_sink_rows_total {metrics.sink_rows}",
+        f"touchpath_sink_rows_total {loader.rows}",
         "# TYPE touchpath_sink_errors_total counter",
-        f"touchpath_sink_errors_total {metrics.sink_errors}",
+        f"touchpath_sink_errors_total {loader.store_errors}",
         "# TYPE touchpath_consumer_lag gauge",
         f"touchpath_consumer_lag {lag}",
         "# TYPE touchpath_event_to_row_latency_ms summary",
         f'touchpath_event_to_row_latency_ms{{quantile="0.5"}} {metrics.health.latency_ms(0.5) or 0}',
         f'touchpath_event_to_row_latency_ms{{quantile="0.99"}} {metrics.health.latency_ms(0.99) or 0}',
         "# TYPE touchpath_rerouted_records_total counter",
-        f"touchpath_rerouted_records_total {rerouted}",
+        f"touchpath_rerouted_records_total {journeys.rerouted}",
         "# TYPE touchpath_agent_crashes_total counter",
         f"touchpath_agent_crashes_total {metrics.health.crash_count}",
         "# TYPE touchpath_batch_insert_seconds summary",
         f'touchpath_batch_insert_seconds{{quantile="0.5"}} {p50:.6f}',
         f'touchpath_batch_insert_seconds{{quantile="0.99"}} {p99:.6f}',
-        f"touchpath_batch_insert_seconds_count {len(latencies)}",
+        f"touchpath_batch_insert_seconds_count {len(inserts)}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def run_worker(settings: Settings, model: JourneyModel, web_port: int) -> None:
-    """Create topics, open the store, and run one worker until it is stopped."""
-    topics.ensure_topics(
-        settings.kafka_bootstrap,
-        topics.TopicPlan(partitions=settings.partitions),
-        names=topics.TopicNames.with_prefix(settings.topic_prefix),
-    )
+def _open_store(settings: Settings) -> ClickHouseProjectionStore:
     if settings.clickhouse_url:
         store = ClickHouseProjectionStore.server(settings.clickhouse_url, settings.clickhouse_cluster)
     else:
         store = ClickHouseProjectionStore.embedded(settings.data_dir)
     store.create_schema()
-    app = create_app(settings, model, store, web_port)
-    worker = faust.Worker(
-        app,
-        loglevel=settings.log_level.upper(),
-        logging_config=stdlib_logging_config(settings.log_level),  # Faust's own logs as JSON lines
-        quiet=True,
-        redirect_stdouts=False,
+    return store
+
+
+def build_loader(
+    settings: Settings, model: JourneyModel, store: ClickHouseProjectionStore, health: WorkerHealth
+) -> tuple[Loader, KafkaProducer | None]:
+    """The loader of this process, with alerting fed in-process when it is on."""
+    names = topics.TopicNames.with_prefix(settings.topic_prefix)
+    producer: KafkaProducer | None = None
+    alerting = None
+    if settings.stream_alerts and model.settings.alerts.enabled:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+
+        def publish(alerts: list[AlertEvent]) -> None:
+            assert producer is not None
+            for alert in alerts:
+                value = orjson.dumps({"scenario": SCENARIO, **alert.as_dict()})
+                producer.send(names.alerts, key=alert.touchpoint.encode(), value=value)
+            producer.flush()
+
+        alerting = StreamAlerting(model, store, settings.partitions, publish)
+    loader = Loader(
+        store,
+        bootstrap=settings.kafka_bootstrap,
+        topic=names.journey_events,
+        input_topic=names.touchpoints,
+        consumer_id=settings.app_id,
+        partitions=settings.partitions,
+        observer=alerting,
+        visible=health.rows_written,
     )
-    worker.spinner = None  # its terminal escapes would interleave with the JSON lines
+    return loader, producer
+
+
+def run_worker(settings: Settings, model: JourneyModel, web_port: int, role: Role = Role.ALL) -> None:
+    """Create topics, open the store when this process loads, and run until stopped."""
+    # The libraries' own logs (kafka-python in the loader thread; Faust, mode, aiokafka) as JSON lines.
+    logging.config.dictConfig(stdlib_logging_config(settings.log_level))
+    names = topics.TopicNames.with_prefix(settings.topic_prefix)
+    topics.ensure_topics(
+        settings.kafka_bootstrap, topics.TopicPlan(partitions=settings.partitions), names=names
+    )
+    health = WorkerHealth()  # from the process start: latency samples only of events arriving since
+    store = _open_store(settings) if role is not Role.JOURNEYS else None
+    loader, producer = build_loader(settings, model, store, health) if store is not None else (None, None)
     try:
+        if loader is not None:
+            loader.start()
+        if role is Role.LOADER:
+            assert loader is not None
+            _serve_loader(loader, settings, web_port, health)
+            return
+        app = create_app(settings, model, web_port, loader, health)
+        worker = faust.Worker(
+            app,
+            loglevel=settings.log_level.upper(),
+            logging_config=stdlib_logging_config(settings.log_level),  # Faust's own logs as JSON lines
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        worker.spinner = None  # its terminal escapes would interleave with the JSON lines
         worker.execute_from_commandline()
     finally:
-        store.close()
+        if loader is not None:
+            loader.stop()
+        if producer is not None:
+            producer.close()
+        if store is not None:
+            store.close()
+
+
+def _serve_loader(loader: Loader, settings: Settings, web_port: int, health: WorkerHealth) -> None:
+    """A loader-only process: /health and /metrics on aiohttp until SIGTERM or SIGINT."""
+    from aiohttp import web  # noqa: PLC0415 -- Faust's own dependency; only this role needs it directly
+
+    metrics = WorkerMetrics(None, loader.counters, health=health)
+    health.partitions_assigned(0)  # a loader folds no input partition: it reads every journey-events one
+
+    async def health_page(request: web.Request) -> web.Response:
+        _note_loader(metrics, loader)
+        if loader.counters.lag >= 0:  # resumed from sink_progress and read the partitions' ends
+            health.state_recovered()
+        body = health_body(metrics, loader.counters.lag, 0, rebalancing=False)
+        return web.json_response(body, status=Status(body["status"]).http_code)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        _note_loader(metrics, loader)
+        return web.Response(text=_prometheus(metrics, loader.counters.lag), content_type="text/plain")
+
+    async def serve() -> None:
+        server = web.Application()
+        server.router.add_get("/health", health_page)
+        server.router.add_get("/metrics", prometheus)
+        runner = web.AppRunner(server)
+        await runner.setup()
+        host = "127.0.0.1" if settings.web_host is None else settings.web_host
+        await web.TCPSite(runner, host, web_port).start()
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stopped.set)
+        await stopped.wait()
+        await runner.cleanup()
+
+    if threading.current_thread() is not threading.main_thread():
+        raise TouchpathError("the loader role runs in the main thread")
+    asyncio.run(serve())

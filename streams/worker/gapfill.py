@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.common.topics import partition_for
-
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -57,21 +55,3 @@ def read_range(
     finally:
         consumer.close()
     return out
-
-
-_KEYS: dict[tuple[int, int], bytes] = {}
-
-
-def offsets_key(partition: int, partitions: int) -> bytes:
-    """A journey-state table key that the default partitioner puts in `partition`: where the worker
-    keeps the next input offset it has to fold for that partition (restored with the partition)."""
-    cached = _KEYS.get((partition, partitions))
-    if cached is not None:
-        return cached
-    number = 0
-    while True:
-        key = f"\x00next-offset/{partition}/{number}".encode()
-        if partition_for(key, partitions) == partition:
-            _KEYS[(partition, partitions)] = key
-            return key
-        number += 1

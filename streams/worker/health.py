@@ -42,11 +42,12 @@ class WorkerHealth:
     """The worker's health from facts its hooks report: assignments, recovery, crashes, rows written.
 
     `starting` until a partition assignment was received and the state of the assigned partitions was
-    recovered (the worker's first refresh after it ran); `rebalancing` while partitions move later on;
-    `degraded` once an agent crashed (it stays: the message it crashed on was acked) or while the
-    store refuses inserts. Latency is from each event's arrival in this process to its rows being
-    written; rows of events that arrived in an earlier process (outboxes published again after a
-    restart) are not samples, or a restart would report the downtime as latency.
+    recovered from journey-events (the first tick after it); `rebalancing` while partitions move later
+    on; `degraded` once an agent or the loader crashed (it stays: the message an agent crashed on was
+    acked) or while the store refuses inserts. Latency is from each event's arrival at a journey
+    worker to its rows being stored by this process's loader; rows of events that arrived before this
+    process started (batches loaded after a restart) are not samples, or a restart would report the
+    downtime as latency.
     """
 
     def __init__(self, started_ms: int | None = None, samples: int = 5_000) -> None:
@@ -69,7 +70,7 @@ class WorkerHealth:
         self.ready = False
 
     def state_recovered(self) -> None:
-        """The worker reloaded the state of its partitions (tables recovered, outboxes republished)."""
+        """The worker loaded the state of every partition it was assigned (from journey-events)."""
         if self.assigned is not None:  # a refresh before the first assignment recovers nothing
             self.ready = self.was_ready = True
 
@@ -90,7 +91,7 @@ class WorkerHealth:
         self.latencies.extend(visible_ms - arrived for arrived in arrivals_ms if arrived >= since)
 
     def status(self, *, store_error: str | None, rebalancing: bool) -> Status:
-        """The status now; `rebalancing` is Faust's own flag (rebalance or table recovery under way)."""
+        """The status now; `rebalancing` is Faust's own flag (a rebalance or recovery under way)."""
         if self.crash_count or store_error is not None:
             return Status.DEGRADED
         if self.ready and not rebalancing:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import structlog
@@ -15,23 +14,6 @@ log = structlog.get_logger("touchpath.worker.partitioning")
 
 REROUTED_FROM = "touchpath-rerouted-from"  # header of a re-routed record: "topic/partition/offset"
 _CACHED_CUSTOMERS = 100_000
-
-
-def send_changelog(table: Any, key: bytes, value: bytes) -> Awaitable[Any]:
-    """Write a Faust table's changelog record for `key` to the partition Kafka's default
-    partitioner gives the key, named explicitly; resolves once the broker has it.
-
-    `table.send_changelog(None, ...)` asks the producer's partitioner at once, from the producer's
-    cached cluster metadata (Faust's eager partitioning). Faust creates a table's changelog topic at
-    start-up, after its producer has read the metadata, and aiokafka refreshes that cache only now
-    and then: a topic created in between is unknown to it, `partitions_for_topic` returns None and
-    the agent crashes with "TypeError: 'NoneType' object is not iterable" (seen on the first start
-    on a new broker). With the partition named, the send itself waits for the topic's metadata.
-    murmur2 of the key is also what the partitioner would pick once it knows the topic, and what
-    the worker assumes when it reads a partition's records back (partition_for).
-    """
-    partitions = table.partitions or table.app.conf.topic_partitions
-    return cast(Awaitable[Any], table.send_changelog(partition_for(key, partitions), key, value))
 
 
 def customer_of(raw: bytes) -> str | None:
@@ -50,13 +32,14 @@ class Placement:
     partitioner (murmur2 of the customer id, as the SDK and kafka-python key it) and re-routes the
     ones that are not.
 
-    A customer's state lives with one partition (the changelog partition of the same number), so
-    a customer must be folded by the one worker that owns that partition: a producer with another
-    partitioner (kcat's default is CRC32-based `consistent_random`; explicit partition numbers)
-    would otherwise split a customer between workers. A misplaced record is produced again, keyed
-    by its customer, to its home partition and not folded here; the worker that owns the home
-    partition folds it. A crash before the batch's offsets are committed re-routes it again:
-    the copy has the same event_id, so it is a duplicate the engine ignores.
+    A customer's state lives with one partition (its records on the journey-events partition of
+    the same number), so a customer must be folded by the one worker that owns that partition: a
+    producer with another partitioner (kcat's default is CRC32-based `consistent_random`; explicit
+    partition numbers) would otherwise split a customer between workers. A misplaced record is
+    produced again, keyed by its customer, to its home partition and not folded here; the worker
+    that owns the home partition folds it. A crash before the batch's record (which covers the
+    misplaced offset) is in Kafka re-routes it again: the copy has the same event_id, so it is a
+    duplicate the engine ignores.
     """
 
     def __init__(self, topic: Any, partitions: int) -> None:
@@ -101,7 +84,7 @@ class Placement:
         self._pending.append(future)
 
     async def settle(self) -> None:
-        """Wait until Kafka has every re-routed record: call before the batch's offsets are acked."""
+        """Wait until Kafka has every re-routed record: call before the batch's record is sent."""
         if self._pending:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)

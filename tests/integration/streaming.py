@@ -55,8 +55,11 @@ class WorkerProcess:
         data_dir: Path,
         partitions: int = 4,
         extra_env: dict[str, str] | None = None,
+        role: str = "all",
+        name: str = "worker",
     ) -> None:
         self.port = free_port()
+        self.role = role
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.partitions = partitions
@@ -72,14 +75,14 @@ class WorkerProcess:
             "TOUCHPATH_SESSION_TIMEOUT_S": "8",  # a killed worker's partitions move on quickly
             **(extra_env or {}),
         }
-        self.log_path = data_dir.parent / f"{prefix}worker.log"
+        self.log_path = data_dir.parent / f"{prefix}{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start the worker process (logs go to a file beside the data dir)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "worker"],
+            [sys.executable, "-m", "streams.cli.main", "worker", "--role", self.role],
             env=self.env,
             cwd=REPO,
             stdout=log,

@@ -40,11 +40,11 @@ def _watch_until_idle(worker: WorkerProcess, events: int, timeout: float = 240.0
 def test_the_first_start_on_a_new_broker_crashes_no_agent_and_health_goes_starting_then_ok(
     tmp_path: Path,
 ) -> None:
-    """A broker that has never seen a consumer group; the worker's tables' changelog topics are
-    created by this start, after its producer read the metadata: the journey and alert agents write
-    to them without crashing, /health says `starting` (never `ok` before the partitions are
-    assigned and their state recovered) and then `ok`, and every line the worker logs, Faust's and
-    aiokafka's included, is a JSON object."""
+    """A broker that has never seen a consumer group or a topic (this start creates them, after
+    Faust's producer read the metadata): the journey agent writes its batches and quarantined records
+    without crashing, /health says `starting` (never `ok` before the partitions are assigned and
+    their state recovered) and then `ok`, and every line the worker logs, Faust's and aiokafka's
+    included, is a JSON object."""
     prefix = f"first{uuid.uuid4().hex[:8]}."
     lines = spike_input(tmp_path / "spike.jsonl").read_bytes().splitlines()
     with new_kafka_broker() as bootstrap:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from streams.worker.health import Status, WorkerHealth
+import asyncio
+from typing import Any
+
+import faust
+
+from streams.worker.health import Status, WorkerHealth, watch
 
 STARTED_MS = 1_700_000_000_000
 
@@ -85,3 +90,44 @@ def test_probes_that_read_only_the_http_code_see_starting_and_degraded_as_unavai
         Status.REBALANCING: 200,
         Status.OK: 200,
     }
+
+
+class _Restarts:
+    """Stand-ins for what Faust's running agent has: its actor's ref and its supervisor."""
+
+    def __init__(self) -> None:
+        self.crashed: list[BaseException] = []
+        self.woken = 0
+
+    async def crash(self, error: BaseException) -> None:
+        self.crashed.append(error)
+
+    def wakeup(self) -> None:
+        self.woken += 1
+
+
+def test_a_crash_in_a_faust_agent_reaches_health_and_faust_still_restarts_the_agent() -> None:
+    """The journey agent raising inside Faust (its own crash path, which acks the message and
+    restarts the agent) turns /health degraded and names the agent; Faust's restart still happens."""
+    app = faust.App("watch-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+
+    @app.agent(app.topic("touchpoints"))
+    async def journeys(stream: Any) -> None:
+        async for _ in stream:
+            pass
+
+    health = _ready(WorkerHealth(STARTED_MS))
+    watch(app, health, "touchpoints")
+    (agent,) = app.agents.values()
+    restarts = _Restarts()
+    agent.supervisor = restarts
+
+    async def fold() -> None:
+        raise TypeError("'NoneType' object is not iterable")
+
+    asyncio.run(agent._execute_actor(fold(), restarts))
+    body = health.body(store_error=None, rebalancing=False)
+    assert (body["status"], body["agent_crashes"]) == ("degraded", 1)
+    assert body["last_crashes"][0]["agent"].endswith("journeys")
+    assert body["last_crashes"][0]["error"] == "TypeError: 'NoneType' object is not iterable"
+    assert (len(restarts.crashed), restarts.woken) == (1, 1)

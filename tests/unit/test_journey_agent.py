@@ -1,0 +1,213 @@
+"""The journey agent without a broker: one record per partition and batch, and a partition's state
+following it to another agent through those records."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from events.errors import Rejection
+from projections import schema
+from projections.journeys import JourneyModel
+from streams.common.topics import partition_for
+from streams.sim.simulator import SimulationConfig, simulate
+from streams.worker.gapfill import Incoming
+from streams.worker.journeys import JourneyAgent
+from streams.worker.partitioning import Placement
+from streams.worker.records import Kind, Recovered, Replayer, decode
+
+PARTITIONS = 2
+
+
+class FakeTopic:
+    """journey-events as a list per partition; the agent's publish, recover and read-back seams."""
+
+    def __init__(self, source: dict[int, list[Incoming]]) -> None:
+        self.records: dict[int, list[bytes]] = defaultdict(list)
+        self.source = source
+
+    async def publish(self, partition: int, value: bytes) -> Any:
+        self.records[partition].append(value)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(type("Metadata", (), {"offset": len(self.records[partition]) - 1})())
+        return done
+
+    async def recover(self, partition: int) -> Recovered:
+        replayer = Replayer()
+        for offset, value in enumerate(self.records[partition]):
+            replayer.offer(offset, value)
+        replayer.result.last_offset = len(self.records[partition]) - 1 if self.records[partition] else None
+        return replayer.result
+
+    async def read_back(self, partition: int, start: int, end: int) -> list[Incoming]:
+        return [record for record in self.source[partition] if start <= record.offset < end]
+
+    def agent(self, model: JourneyModel) -> JourneyAgent:
+        async def quarantine(record: Incoming, rejection: Rejection) -> None:
+            pass
+
+        return JourneyAgent(
+            model, publish=self.publish, quarantine=quarantine, recover=self.recover,
+            read_back=self.read_back, future_bound_ms=10**15,
+        )  # fmt: skip
+
+    def loaded(self) -> dict[str, list[list[Any]]]:
+        """What a loader would store: the rows of every batch, in order."""
+        out: dict[str, list[list[Any]]] = defaultdict(list)
+        for values in self.records.values():
+            for value in values:
+                record = decode(value, states=False)
+                if record.kind is Kind.BATCH:
+                    for table, rows in record.rows.items():
+                        out[table].extend(list(row) for row in rows)
+        return out
+
+
+def _input(model: JourneyModel) -> dict[int, list[Incoming]]:
+    lines = simulate(model, SimulationConfig(customers=60, days=6, seed=5, bad_rate=0.0)).lines
+    by_partition: dict[int, list[Incoming]] = defaultdict(list)
+    for line in lines:
+        partition = zlib.crc32(line.split(b'"customer_id"', 1)[1][:24]) % PARTITIONS
+        offset = len(by_partition[partition])
+        by_partition[partition].append(Incoming("tp", partition, offset, None, line, 0))
+    return by_partition
+
+
+def _run(agent: JourneyAgent, records: list[Incoming]) -> None:
+    for start in range(0, len(records), 97):
+        asyncio.run(agent.process(records[start : start + 97], set(range(PARTITIONS))))
+    asyncio.run(agent.tick(set(range(PARTITIONS)), {}))
+
+
+def test_one_record_per_partition_and_batch_and_redelivered_input_changes_nothing(
+    model: JourneyModel,
+) -> None:
+    """Each batch becomes at most one batch record per partition; the same input delivered again
+    (Faust after a restart) is skipped, so no row is derived twice."""
+    source = _input(model)
+    ordered = sorted(
+        (r for records in source.values() for r in records), key=lambda r: (r.offset, r.partition)
+    )
+    topic = FakeTopic(source)
+    agent = topic.agent(model)
+    _run(agent, ordered)
+    batches = -(-len(ordered) // 97)
+    assert sum(len(values) for values in topic.records.values()) <= batches * PARTITIONS + PARTITIONS
+    once = topic.loaded()
+    _run(agent, ordered)
+    assert agent.counters.redelivered == len(ordered)
+    assert topic.loaded()[schema.TOUCHPOINT_EVENTS.name] == once[schema.TOUCHPOINT_EVENTS.name]
+
+
+def test_a_partition_recovered_by_another_agent_goes_on_as_if_nothing_moved(model: JourneyModel) -> None:
+    """Agent A folds the first half and is gone; agent B recovers the partitions from A's records,
+    gets the whole input again (Faust from an old commit) and folds the rest: the rows equal one
+    agent folding everything."""
+    source = _input(model)
+    ordered = sorted(
+        (r for records in source.values() for r in records), key=lambda r: (r.offset, r.partition)
+    )
+    half = len(ordered) // 2
+    moved = FakeTopic(source)
+    _run(moved.agent(model), ordered[:half])
+    successor = moved.agent(model)
+    _run(successor, ordered)
+    single = FakeTopic(source)
+    _run(single.agent(model), ordered)
+    assert successor.counters.recoveries == PARTITIONS
+    assert successor.counters.redelivered == half
+    expected, got = single.loaded(), moved.loaded()
+    for table in (schema.TOUCHPOINT_EVENTS, schema.JOURNEY_INSTANCES, schema.DEVIATIONS):
+        assert _final(got[table.name], table) == _final(expected[table.name], table), table.name
+
+
+def _final(rows: list[list[Any]], table: schema.Table) -> list[list[Any]]:
+    """Rows as a ReplacingMergeTree read with FINAL sees them: the latest version per key."""
+    names = list(table.column_names)
+    key = [names.index(column) for column in table.order_by]
+    latest: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        k = tuple(str(row[i]) for i in key)
+        if (
+            not table.versioned
+            or k not in latest
+            or row[names.index("version")] >= latest[k][names.index("version")]
+        ):
+            latest[k] = row
+    return sorted((row for row in latest.values() if not (table.versioned and row[-1])), key=str)
+
+
+class InputTopic:
+    """The input topic as Placement produces to it: re-routed records are kept, acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, **message: Any) -> asyncio.Future[None]:
+        self.sent.append(message)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_records_on_another_partition_than_their_customers_are_sent_home_not_folded(
+    model: JourneyModel,
+) -> None:
+    """Events produced live by CRC32 (as kcat's default partitioner does): the agent folds only the
+    records on their customer's murmur2 partition and sends the others home, its batch records still
+    cover every input offset (a recovering agent does not fold them again), and with the copies
+    arriving at their home partitions right after their batch (live: seconds later) the rows equal
+    an agent folding input placed right in the first place."""
+    lines = simulate(model, SimulationConfig(customers=60, days=6, seed=5, bad_rate=0.0)).lines
+    lines.sort(key=lambda line: orjson.loads(line)["occurred_at"])  # live: partitions move in step
+    logs: dict[int, list[Incoming]] = defaultdict(list)  # the input topic's partitions
+
+    def produce(partition: int, key: bytes | None, value: bytes) -> Incoming:
+        logs[partition].append(Incoming("tp", partition, len(logs[partition]), key, value, 0))
+        return logs[partition][-1]
+
+    topic, home = FakeTopic(logs), InputTopic()
+    agent = topic.agent(model)
+    agent.placement = Placement(home, PARTITIONS)
+    copied = 0
+    for start in range(0, len(lines), 4):
+        batch = [
+            produce(zlib.crc32(_customer(line)) % PARTITIONS, None, line) for line in lines[start : start + 4]
+        ]
+        asyncio.run(agent.process(batch, set(range(PARTITIONS))))
+        copies = [produce(m["partition"], m["key"], m["value"]) for m in home.sent[copied:]]
+        copied = len(home.sent)
+        asyncio.run(agent.process(copies, set(range(PARTITIONS))))
+    asyncio.run(agent.tick(set(range(PARTITIONS)), {}))
+    assert home.sent
+    assert agent.counters.rerouted == len(home.sent) < len(lines)
+    assert all(m["partition"] == partition_for(m["key"], PARTITIONS) for m in home.sent)
+    assert agent.guard.next == {p: len(log) for p, log in logs.items()}  # the chain is past them all
+    for partition, values in topic.records.items():  # batch records hold their partition's customers
+        for value in values:
+            for customer in decode(value).states:
+                assert partition_for(customer.encode(), PARTITIONS) == partition
+
+    placed: dict[int, list[Incoming]] = defaultdict(list)
+    in_order = []
+    for line in lines:
+        partition = partition_for(_customer(line), PARTITIONS)
+        in_order.append(Incoming("tp", partition, len(placed[partition]), None, line, 0))
+        placed[partition].append(in_order[-1])
+    right = FakeTopic(placed)
+    _run(right.agent(model), in_order)
+    expected, got = right.loaded(), topic.loaded()
+    for table in (schema.TOUCHPOINT_EVENTS, schema.JOURNEY_INSTANCES, schema.DEVIATIONS):
+        # The same rows; how many versions a row went through depends on the batches.
+        unversioned = [i for i, name in enumerate(table.column_names) if name != "version"]
+        assert [[row[i] for i in unversioned] for row in _final(got[table.name], table)] == [
+            [row[i] for i in unversioned] for row in _final(expected[table.name], table)
+        ], table.name
+
+
+def _customer(line: bytes) -> bytes:
+    return str(orjson.loads(line)["customer_id"]).encode()
