@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -49,12 +50,23 @@ def _batch(tables: dict[str, list[Row]], batch: RowBatch | None = None) -> RowBa
     return batch
 
 
+@dataclass(frozen=True, slots=True)
+class NativeUpdate:
+    """What one drain produced for one customer: its rows and its state after them, as the bytes
+    projections.state_codec.encode_state writes for the same state (either engine reads them)."""
+
+    customer_id: str
+    rows: RowBatch
+    state: bytes
+    revision: int  # the state's revision: the version of its journey_state row
+
+
 class NativeEngine:
     """JourneyEngine's behaviour with the fold, alignment, signals and rows computed in Rust.
 
     The Python side keeps the registry check (so rejections read the same) and the counters;
-    customer states live in the native core, so this engine neither takes nor exposes them
-    (resuming kept states needs the Python engine for now).
+    customer states live in the native core and cross into Python only as state_codec bytes
+    (drain_updates hands them out, restore takes them back).
     """
 
     def __init__(self, model: JourneyModel, scenario: str = "live") -> None:
@@ -169,6 +181,30 @@ class NativeEngine:
         without the states, which stay in the native core)."""
         return [(customer, _batch(tables)) for customer, tables in self._inner.drain_updates()]
 
+    def drain_updates(self) -> list[NativeUpdate]:
+        """Per customer changed since the last drain: its new rows and its encoded state after them
+        (JourneyEngine.drain_updates with the state as state_codec bytes)."""
+        return [
+            NativeUpdate(customer, _batch(tables), raw, revision)
+            for customer, tables, raw, revision in self._inner.drain_states()
+        ]
+
+    def drain_kept(self) -> tuple[RowBatch, list[tuple[str, bytes, int]]]:
+        """drain() and the changed customers' (id, state_codec bytes, revision), without a batch
+        per customer (what a runner that keeps states writes)."""
+        tables, states = self._inner.drain_kept()
+        return _batch(tables), states
+
+    def restore(self, raws: Iterable[bytes]) -> int:
+        """Take over customers' kept states (state_codec bytes, from either engine), scheduling their
+        open instances to time out; returns how many. ValueError, restoring none, on bytes that are
+        not a state or name a journey this model lacks."""
+        return int(self._inner.restore(list(raws)))
+
+    def state_bytes(self, customer_id: str) -> bytes | None:
+        """The customer's state as state_codec bytes, if the engine holds one."""
+        return self._inner.state_of(customer_id)  # type: ignore[no-any-return]
+
     def forget_cached(self) -> None:
         """Drop pending deadlines, changes and event rows."""
         self._inner.forget_cached()
@@ -176,6 +212,16 @@ class NativeEngine:
     def open_instances(self) -> int:
         """How many journey instances are open now."""
         return int(self._inner.open_instances())
+
+    def open_state_bytes(self) -> tuple[int, int]:
+        """(customers with an open journey, total bytes of their encoded states)."""
+        customers, size = self._inner.open_state_bytes()
+        return int(customers), int(size)
+
+    def resident_state_bytes(self, *, open_only: bool = False) -> int:
+        """Bytes the customer states hold in native memory, counted from the allocations' sizes
+        (open_only: of the customers with an open journey alone)."""
+        return int(self._inner.resident_state_bytes(open_only))
 
     def customer_count(self) -> int:
         """How many customers the engine holds state for."""

@@ -10,7 +10,26 @@ from projections.customer import Closure, CustomerState, Instance, instance_id_o
 from projections.journeys import JourneyModel
 from projections.occurrence import Occurrence
 
-FORMAT = 1
+# 2: an event's channel is left out when it is its touchpoint's prefix ("web" of "web.cart") and
+# its trailing empty fields are left out; the "never" times (-2**62) are null. 1 is still read.
+FORMAT = 2
+NEVER = -(2**62)
+_EVENT_FIELDS = 9
+
+
+def _prefix(touchpoint: str) -> str:
+    return touchpoint.split(".", 1)[0]
+
+
+def _event(event: Occurrence, delta: int) -> list[Any]:
+    """[delta, event_id, touchpoint, outcome, persona, employee_id, survey_kind, survey_score,
+    channel], the channel null when it is the touchpoint's prefix, trailing nulls dropped."""
+    channel = None if event.channel == _prefix(event.touchpoint) else event.channel
+    fields = [delta, event.event_id, event.touchpoint, event.outcome, event.persona, event.employee_id,
+              event.survey_kind, event.survey_score, channel]  # fmt: skip
+    while fields[-1] is None:
+        fields.pop()
+    return fields
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -20,19 +39,7 @@ def encode_state(state: CustomerState) -> bytes:
     for instance in state.instances:
         events: list[Any] = []
         for event in instance.events:
-            events.append(
-                [
-                    event.ts - previous_ts,
-                    event.event_id,
-                    event.touchpoint,
-                    event.channel,
-                    event.outcome,
-                    event.persona,
-                    event.employee_id,
-                    event.survey_kind,
-                    event.survey_score,
-                ]
-            )
+            events.append(_event(event, event.ts - previous_ts))
             previous_ts = event.ts
         instances.append(
             [
@@ -48,32 +55,43 @@ def encode_state(state: CustomerState) -> bytes:
         [
             FORMAT,
             state.customer_id,
-            state.frontier,
+            None if state.frontier == NEVER else state.frontier,
             state.persona_before,
             state.revision,
             state.events_accepted,
-            state.stream_time,
+            None if state.stream_time == NEVER else state.stream_time,
             instances,
         ]
     )
 
 
+def _occurrence(version: int, ts: int, fields: list[Any]) -> Occurrence:
+    if version == 1:
+        return Occurrence(ts, *fields)
+    event_id, touchpoint, *rest = fields
+    rest += [None] * (_EVENT_FIELDS - 3 - len(rest))
+    outcome, persona, employee_id, survey_kind, survey_score, channel = rest
+    channel = _prefix(touchpoint) if channel is None else channel
+    return Occurrence(ts, event_id, touchpoint, channel, outcome, persona, employee_id, survey_kind,
+                      survey_score)  # fmt: skip
+
+
 def decode_state(raw: bytes, model: JourneyModel) -> CustomerState:
-    """Rebuild a customer's state; alignment costs are recomputed by folding the events again."""
-    version, customer_id, frontier, persona_before, revision, accepted, stream_time, instances = orjson.loads(
-        raw
-    )
-    if version != FORMAT:
+    """Rebuild a customer's state (format 1 or 2); alignment costs are recomputed by folding the
+    events again."""
+    version, *fields = orjson.loads(raw)
+    if version not in (1, FORMAT):
         msg = f"unknown journey state format {version}"
         raise ValueError(msg)
+    customer_id, frontier, persona_before, revision, accepted, stream_time, instances = fields
     journeys = {journey.key: journey for journey in model.journeys}
     state = CustomerState(
         customer_id,
-        frontier=frontier,
+        frontier=NEVER if frontier is None else frontier,
         persona_before=persona_before,
         revision=revision,
         events_accepted=accepted,
-        stream_time=stream_time,
+        stream_time=NEVER if stream_time is None else stream_time,
     )
     previous_ts = 0
     for key, persona, closure, emitted, written, events in instances:
@@ -91,7 +109,7 @@ def decode_state(raw: bytes, model: JourneyModel) -> CustomerState:
         )
         for delta, *rest in events:
             previous_ts += delta
-            event = Occurrence(previous_ts, *rest)
+            event = _occurrence(version, previous_ts, rest)
             instance.events.append(event)
             instance.base, instance.relative = journey.advance_cached(
                 instance.base, instance.relative, event.touchpoint

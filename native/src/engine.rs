@@ -10,6 +10,7 @@ use crate::blake2b;
 use crate::fold::{self, CustomerState, Event, Instance, Model, Placement, Status, NEVER};
 use crate::rows::{EventCols, Rows};
 use crate::signals;
+use crate::state;
 
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]
@@ -171,6 +172,16 @@ impl Engine {
     /// Rows of every customer changed since the last drain, customer after customer, and where
     /// each customer's rows end (JourneyEngine.drain_updates without the states).
     pub fn drain_updates(&mut self) -> (Rows, Vec<(Rc<str>, RowEnds)>) {
+        let (rows, ends) = self.drain_changed(None);
+        (rows, ends.into_iter().map(|(customer, to, _)| (customer, to)).collect())
+    }
+
+    /// drain_updates, and with `states` each changed customer's state after its rows, encoded
+    /// (state::encode) into `states` one after another: the third item is where it ends there.
+    pub fn drain_changed(
+        &mut self,
+        mut states: Option<&mut Vec<u8>>,
+    ) -> (Rows, Vec<(Rc<str>, RowEnds, usize)>) {
         self.advance(self.watermark);
         let lateness = self.model.allowed_lateness;
         let dirty = std::mem::take(&mut self.dirty);
@@ -180,17 +191,54 @@ impl Engine {
         for slot in dirty {
             let customer = &mut self.customers[slot];
             customer.queued = false;
-            for i in customer.pending.drain(..) {
+            for i in std::mem::take(&mut customer.pending) {
                 copy_event_row(&mut rows.events, &accepted, i);
             }
             render_customer(&self.model, &self.scenario, &mut customer.state, &mut rows);
             let stream_time = if self.single_stream { self.watermark } else { customer.state.stream_time };
             fold::forget_settled(&mut customer.state, &self.model, stream_time - lateness);
-            ends.push((customer.key.clone(), rows.counts()));
+            shrink(&mut customer.state);
+            let end = match states.as_deref_mut() {
+                Some(out) => {
+                    state::encode(&customer.state, &self.model, out);
+                    out.len()
+                }
+                None => 0,
+            };
+            ends.push((customer.key.clone(), rows.counts(), end));
         }
         self.spare.0 = accepted;
         self.spare.0.clear();
         (rows, ends)
+    }
+
+    /// Take over a customer's kept state (decoded by state::decode), replacing what the engine
+    /// holds for that customer; its open instance is scheduled to time out (JourneyEngine.schedule).
+    pub fn restore(&mut self, state: CustomerState) {
+        let slot = match self.index.get(state.customer_id.as_str()) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.customers.len();
+                let key: Rc<str> = Rc::from(state.customer_id.as_str());
+                self.customers.push(Customer {
+                    key: key.clone(),
+                    state: CustomerState::new(state.customer_id.clone()),
+                    queued: false,
+                    pending: Vec::new(),
+                });
+                self.index.insert(key, slot);
+                slot
+            }
+        };
+        let customer = &mut self.customers[slot];
+        customer.state = state;
+        shrink(&mut customer.state);
+        if let Some(current) = customer.state.open_instance() {
+            let last = current.events.last().expect("non-empty").core.ts;
+            self.watermark = self.watermark.max(last);
+            let deadline = last + self.model.journeys[current.journey].abandon_after_ms;
+            self.deadlines.push(Reverse((deadline, customer.key.clone(), slot)));
+        }
     }
 
     /// Hand a drain's rows back once read: their buffers serve the next drain.
@@ -237,12 +285,83 @@ impl Engine {
         self.customers.iter().filter(|c| c.state.open_instance().is_some()).count()
     }
 
+    /// Customers with an open instance, and the bytes of their encoded states (state::encode).
+    pub fn open_state_bytes(&self) -> (usize, usize) {
+        let mut out = Vec::new();
+        let (mut open, mut total) = (0, 0);
+        for customer in self.customers.iter().filter(|c| c.state.open_instance().is_some()) {
+            out.clear();
+            state::encode(&customer.state, &self.model, &mut out);
+            open += 1;
+            total += out.len();
+        }
+        (open, total)
+    }
+
+    /// Heap and slab bytes the engine holds for its customers (states, index, deadlines), counted
+    /// from capacities: what allocations hold, without the allocator's own overhead; the shared
+    /// touchpoint, channel and persona names are counted once, in the model, not here.
+    /// With `open_only`, the customers with an open instance alone (their slab slots included).
+    pub fn resident_state_bytes(&self, open_only: bool) -> usize {
+        use std::mem::size_of;
+        fn map_bytes(capacity: usize, entry: usize) -> usize {
+            // hashbrown: one control byte per bucket, buckets a power of two >= capacity * 8 / 7.
+            let buckets = if capacity == 0 { 0 } else { (capacity * 8 / 7).next_power_of_two() };
+            buckets * (entry + 1)
+        }
+        fn instance_bytes(instance: &Instance) -> usize {
+            let events: usize = instance
+                .events
+                .iter()
+                .map(|e| e.core.event_id.capacity() + e.employee_id.as_ref().map_or(0, String::capacity))
+                .sum();
+            instance.instance_id.capacity()
+                + instance.persona.capacity()
+                + instance.events.capacity() * size_of::<Event>()
+                + events
+        }
+        let mut total = if open_only {
+            0
+        } else {
+            self.customers.capacity() * size_of::<Customer>()
+                + map_bytes(self.index.capacity(), size_of::<(Rc<str>, usize)>())
+                + self.deadlines.capacity() * size_of::<Reverse<(i64, Rc<str>, usize)>>()
+                + self.dirty.capacity() * size_of::<usize>()
+        };
+        for customer in &self.customers {
+            if open_only && customer.state.open_instance().is_none() {
+                continue;
+            }
+            if open_only {
+                total += size_of::<Customer>() + map_bytes(1, size_of::<(Rc<str>, usize)>()) / 2;
+            }
+            let state = &customer.state;
+            total += 2 * size_of::<usize>() + customer.key.len() // the Rc's counts and the id
+                + customer.pending.capacity() * size_of::<usize>()
+                + state.customer_id.capacity()
+                + state.persona_before.as_ref().map_or(0, String::capacity)
+                + map_bytes(state.seen.capacity(), size_of::<(u64, u32)>())
+                + (state.instances.capacity() + state.retired.capacity()) * size_of::<Instance>();
+            total += state.instances.iter().chain(&state.retired).map(instance_bytes).sum::<usize>();
+        }
+        total
+    }
+
     pub fn customers(&self) -> usize {
         self.customers.len()
     }
 
     pub fn state(&self, customer_id: &str) -> Option<&CustomerState> {
         self.index.get(customer_id).map(|&slot| &self.customers[slot].state)
+    }
+}
+
+/// Give back what a state's lists hold beyond their length: a state lives on between drains
+/// (for most customers, long after their last event), the growth slack need not.
+fn shrink(state: &mut CustomerState) {
+    state.instances.shrink_to_fit();
+    for instance in &mut state.instances {
+        instance.events.shrink_to_fit();
     }
 }
 
@@ -589,7 +708,7 @@ mod tests {
     }
 
     /// One journey: web.a, web.b (goal), web.c; abandoned after an hour, lateness a day.
-    fn model() -> Model {
+    pub(super) fn model() -> Model {
         let steps = vec![step("a", "web.a", false), step("b", "web.b", true), step("c", "web.c", false)];
         let step_of =
             HashMap::from([("web.a".into(), vec![1]), ("web.b".into(), vec![2]), ("web.c".into(), vec![3])]);
@@ -720,5 +839,127 @@ mod tests {
         assert_eq!((t.status.get(first), t.end_reason.get(first)), ("abandoned", Some("idle")));
         assert!((0..rows.deviations.version.len()).any(|i| rows.deviations.kind.get(i) == "abandoned"));
         assert_eq!(feed(&mut engine, &[("e0", "web.b", 1)]), vec![Placement::TooLate]);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::alignment::Occurrence;
+    use crate::state;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn feed(engine: &mut Engine, customer: &str, events: &[(&str, &str, i64)]) {
+        for &(id, touchpoint, ts) in events {
+            let core =
+                Occurrence { ts, event_id: id.into(), touchpoint: touchpoint.into(), channel: "web".into() };
+            let event = Event {
+                core,
+                outcome: Some("success".into()),
+                persona: None,
+                employee_id: None,
+                survey_kind: None,
+                survey_score: Some(4),
+            };
+            let extras = EventExtras {
+                customer_id: customer.into(),
+                attributes: "{}".into(),
+                ..EventExtras::default()
+            };
+            engine.accept(event, extras, None);
+        }
+    }
+
+    /// Every customer's state bytes after a drain, by customer.
+    fn drained_states(engine: &mut Engine) -> (Rows, Vec<(String, Vec<u8>)>) {
+        let mut buffer = Vec::new();
+        let (rows, ends) = engine.drain_changed(Some(&mut buffer));
+        let mut start = 0;
+        let mut states = Vec::new();
+        for (customer, _, end) in ends {
+            states.push((customer.to_string(), buffer[start..end].to_vec()));
+            start = end;
+        }
+        (rows, states)
+    }
+
+    #[test]
+    fn a_state_reads_as_the_python_codec_writes_it() {
+        let mut engine = Engine::new(tests_model(), "live".into());
+        feed(&mut engine, "c\"1é", &[("e1", "web.a", 0), ("e2\n", "web.b", 10)]);
+        let (_, states) = drained_states(&mut engine);
+        // projections.state_codec.encode_state of the same state (orjson's bytes).
+        let expected = "[2,\"c\\\"1é\",null,null,2,2,null,[[\"j@1\",\"p\",null,[0,0,0],true,\
+                        [[0,\"e1\",\"web.a\",\"success\",null,null,null,4],\
+                        [10,\"e2\\n\",\"web.b\",\"success\",null,null,null,4]]]]]";
+        assert_eq!(String::from_utf8(states[0].1.clone()).unwrap(), expected);
+        // Format 1 (channel in place, no field left out, "never" spelled out) reads the same.
+        let format_1 = "[1,\"c\\\"1é\",-4611686018427387904,null,2,2,-4611686018427387904,[[\"j@1\",\
+                        \"p\",null,[0,0,0],true,[[0,\"e1\",\"web.a\",\"web\",\"success\",null,null,null,4],\
+                        [10,\"e2\\n\",\"web.b\",\"web\",\"success\",null,null,null,4]]]]]";
+        let mut model = tests_model();
+        let old = state::decode(format_1.as_bytes(), &mut model).unwrap();
+        let mut upgraded = Vec::new();
+        state::encode(&old, &model, &mut upgraded);
+        assert_eq!(upgraded, expected.as_bytes());
+        // A channel other than the touchpoint's prefix is kept, last.
+        let moved = expected.replacen("null,4]", "null,4,\"store\"]", 1);
+        let decoded = state::decode(moved.as_bytes(), &mut model).unwrap();
+        assert_eq!(&*decoded.instances[0].events[0].core.channel, "store");
+        let mut again = Vec::new();
+        state::encode(&decoded, &model, &mut again);
+        assert_eq!(String::from_utf8(again).unwrap(), moved);
+        let mut model = tests_model();
+        let decoded = state::decode(expected.as_bytes(), &mut model).unwrap();
+        let mut again = Vec::new();
+        state::encode(&decoded, &model, &mut again);
+        assert_eq!(again, expected.as_bytes());
+        let unknown = expected.replace("j@1", "j@9");
+        assert!(state::decode(unknown.as_bytes(), &mut model).unwrap_err().contains("unknown journey j@9"));
+        assert!(state::decode(b"[2]", &mut model).is_err());
+    }
+
+    #[test]
+    fn a_restored_engine_continues_as_if_it_had_never_stopped() {
+        let first = [("e1", "web.a", 0), ("e2", "web.b", 10), ("x1", "web.a", 5)];
+        let later = [("e3", "web.c", 20), ("x0", "web.b", 1), ("e1", "web.a", 0), ("y1", "web.a", 3 * HOUR)];
+        let mut through = Engine::new(tests_model(), "live".into());
+        for customer in ["c1", "c2"] {
+            feed(&mut through, customer, &first);
+        }
+        let (_, states) = drained_states(&mut through);
+        let watermark = through.watermark;
+        let mut resumed = Engine::new(tests_model(), "live".into());
+        for (_, raw) in &states {
+            let decoded = state::decode(raw, &mut resumed.model).unwrap();
+            resumed.restore(decoded);
+        }
+        resumed.advance(watermark);
+        for engine in [&mut through, &mut resumed] {
+            for customer in ["c1", "c2"] {
+                feed(engine, customer, &later);
+            }
+            engine.advance(engine.watermark + 2 * HOUR);
+        }
+        let (rows, after) = drained_states(&mut resumed);
+        let (expected_rows, expected) = drained_states(&mut through);
+        assert_eq!(after, expected);
+        assert_eq!(rows.len(), expected_rows.len());
+        assert_eq!(latest_instances(&rows), latest_instances(&expected_rows));
+        assert_eq!(rows.events.event_id.len(), 6, "the re-sent e1 is a duplicate after the restore too");
+    }
+
+    fn latest_instances(rows: &Rows) -> Vec<(String, String, u64)> {
+        let t = &rows.instances;
+        let mut out: Vec<_> = (0..t.version.len())
+            .map(|i| (t.instance_id.get(i).to_string(), t.status.get(i).to_string(), t.version[i]))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn tests_model() -> Model {
+        super::tests::model()
     }
 }

@@ -127,7 +127,7 @@ impl Status {
     }
 }
 
-fn hash_id(event_id: &str) -> u64 {
+pub(crate) fn hash_id(event_id: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     BuildHasherDefault::<crate::fxhash::FxHasher>::default().hash_one(event_id)
 }

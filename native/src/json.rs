@@ -510,7 +510,7 @@ fn format_float(v: f64, out: &mut Vec<u8>) {
     }
 }
 
-fn dump_str(text: &str, out: &mut Vec<u8>) {
+pub fn dump_str(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for &b in text.as_bytes() {
         match b {

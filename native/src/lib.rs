@@ -12,6 +12,7 @@ pub mod fxhash;
 pub mod json;
 pub mod rows;
 pub mod signals;
+pub mod state;
 
 #[cfg(feature = "python")]
 mod py;

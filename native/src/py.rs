@@ -15,6 +15,7 @@ use crate::fold::{Event, JourneySpec, Model, Placement};
 use crate::fxhash::FastMap;
 use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
+use crate::state;
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
@@ -630,6 +631,73 @@ impl PyEngine {
         Ok(out)
     }
 
+    /// drain_updates with each changed customer's state after its rows:
+    /// (customer_id, {table: [row, ...]}, state bytes (projections.state_codec's), revision).
+    #[allow(clippy::type_complexity)] // one tuple per customer, as Python unpacks it
+    fn drain_states<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(String, Bound<'py, PyDict>, Bound<'py, PyBytes>, u64)>> {
+        let mut states = Vec::new();
+        let (rows, ends) = self.inner.drain_changed(Some(&mut states));
+        let mut out = Vec::with_capacity(ends.len());
+        let (mut from, mut start) = ([0; 6], 0);
+        for (customer, to, end) in ends {
+            let revision = self.inner.state(&customer).map_or(0, |s| s.revision);
+            let raw = PyBytes::new(py, &states[start..end]);
+            out.push((customer.to_string(), row_tuples(py, &rows, from, to)?, raw, revision));
+            (from, start) = (to, end);
+        }
+        self.inner.recycle(rows);
+        Ok(out)
+    }
+
+    /// drain() with the changed customers' states: ({table: [row, ...]}, [(customer_id, state
+    /// bytes, revision), ...]).
+    #[allow(clippy::type_complexity)] // the rows and one tuple per customer, as Python unpacks them
+    fn drain_kept<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Vec<(String, Bound<'py, PyBytes>, u64)>)> {
+        let mut states = Vec::new();
+        let (rows, ends) = self.inner.drain_changed(Some(&mut states));
+        let all = rows.tables().map(|(_, n, _)| n);
+        let tables = row_tuples(py, &rows, [0; 6], all)?;
+        let mut out = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for (customer, _, end) in ends {
+            let revision = self.inner.state(&customer).map_or(0, |s| s.revision);
+            out.push((customer.to_string(), PyBytes::new(py, &states[start..end]), revision));
+            start = end;
+        }
+        self.inner.recycle(rows);
+        Ok((tables, out))
+    }
+
+    /// Take over kept customer states (projections.state_codec's bytes); ValueError on bytes
+    /// that are not one, or name a journey this model lacks (nothing is restored then).
+    fn restore(&mut self, raws: Vec<Bound<'_, PyBytes>>) -> PyResult<usize> {
+        let model = &mut self.inner.model;
+        let states = raws
+            .iter()
+            .map(|raw| state::decode(raw.as_bytes(), model))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(PyValueError::new_err)?;
+        let n = states.len();
+        for one in states {
+            self.inner.restore(one);
+        }
+        Ok(n)
+    }
+
+    /// One customer's state as projections.state_codec encodes it, if the engine holds it.
+    fn state_of<'py>(&self, py: Python<'py>, customer_id: &str) -> Option<Bound<'py, PyBytes>> {
+        let held = self.inner.state(customer_id)?;
+        let mut out = Vec::new();
+        state::encode(held, &self.inner.model, &mut out);
+        Some(PyBytes::new(py, &out))
+    }
+
     /// Fold and render one customer's recorded events: ({table: [row, ...]}, duplicates).
     fn replay_customer<'py>(
         &mut self,
@@ -655,6 +723,16 @@ impl PyEngine {
 
     fn customers(&self) -> usize {
         self.inner.customers()
+    }
+
+    /// (customers with an open instance, bytes of their encoded states).
+    fn open_state_bytes(&self) -> (usize, usize) {
+        self.inner.open_state_bytes()
+    }
+
+    /// Bytes the engine's customer states hold in memory (Engine::resident_state_bytes).
+    fn resident_state_bytes(&self, open_only: bool) -> usize {
+        self.inner.resident_state_bytes(open_only)
     }
 }
 

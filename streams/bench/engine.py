@@ -116,8 +116,17 @@ def bench_engine(
         wall, cpu = _native_arrow(model, lines, None)
         figures["native_arrow_events_per_s"] = round(n / wall)
         figures["native_arrow_events_per_cpu_s"] = round(n / cpu)
-        wall, _ = _run(NativeEngine(model), lines, None)
+        native = NativeEngine(model)
+        wall, _ = _run(native, lines, None)
         figures["native_tuple_rows_events_per_s"] = round(n / wall)  # JourneyEngine-compatible rows
+        open_customers, encoded_bytes = native.open_state_bytes()
+        del native
+        figures["native_open_journeys_at_end"] = open_customers
+        per_journey = encoded_bytes / max(1, open_customers)
+        figures["native_state_bytes_per_open_journey_serialised"] = round(per_journey)
+        every, own = _native_resident_per_open_journey(model, lines[:200_000])
+        figures["native_state_bytes_per_open_journey_resident"] = every  # cf. python_heap
+        figures["native_state_bytes_per_open_journey_resident_own"] = own  # cf. serialised
         figures["native_arrow_with_chdb_events_per_s"] = round(
             n / _with_chdb(lambda s: _native_arrow(model, lines, s))
         )
@@ -127,6 +136,17 @@ def bench_engine(
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     return figures
+
+
+def _native_resident_per_open_journey(model: JourneyModel, lines: list[bytes]) -> tuple[int, int]:
+    """Bytes the native states hold (counted from their allocations) per open journey: all
+    customers' (as the Python heap figure), and those with an open journey alone (as the
+    serialised figure)."""
+    engine = NativeEngine(model)
+    EmbeddedRunner(engine, None).feed(enumerate(lines, start=1), "bench")
+    open_journeys = max(1, engine.open_instances())
+    every = engine.resident_state_bytes()
+    return round(every / open_journeys), round(engine.resident_state_bytes(open_only=True) / open_journeys)
 
 
 def _heap_per_open_journey(model: JourneyModel, lines: list[bytes]) -> int:

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
     # The journey engine of `run` and `bench`: the Python reference (default) or the native core,
-    # which writes the same rows of every projection table but keeps no journey states yet.
+    # which writes the same rows of every projection table and the same journey states.
     engine: Literal["python", "native"] = "python"
     # File-mode creation mask of every touchpath process (octal): 077 = data dirs 0700, files 0600,
     # since they hold customer data; 027 lets a group read them.

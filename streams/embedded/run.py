@@ -9,6 +9,7 @@ from pathlib import Path
 from events.errors import TouchpathError
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
+from projections.native_engine import NativeEngine
 from streams.alerting.detection import EmbeddedAlerting
 from streams.common.engines import EngineKind, journey_engine
 from streams.common.progress import Progress
@@ -42,31 +43,19 @@ def run_file(
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr.
 
-    The Python engine keeps customers' journey states in the store so the next run continues them;
-    the native one (TOUCHPATH_ENGINE=native) cannot yet, so it refuses a scenario that has some.
+    Either engine keeps customers' journey states in the store and continues those earlier runs
+    kept, whichever engine kept them (one state format).
     """
     engine = journey_engine(model, scenario, engine_kind)
-    if isinstance(engine, JourneyEngine):
-        continue_journeys(engine, store)
-    elif store.journey_states(scenario):
-        msg = (
-            f"scenario '{scenario}' holds journey states kept by earlier runs, which the native engine "
-            "cannot continue yet; run with TOUCHPATH_ENGINE=python, or use a new scenario"
-        )
-        raise TouchpathError(msg)
-    else:
-        print("native engine: journey states are not kept for a later run", file=sys.stderr)
-    keep_state = isinstance(engine, JourneyEngine)
-    runner = EmbeddedRunner(
-        engine, store, alerting=alerting, keep_state=keep_state, not_after_ms=not_after_ms
-    )
+    continue_journeys(engine, store)
+    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)
     return stats
 
 
-def continue_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+def continue_journeys(engine: JourneyEngine | NativeEngine, store: ClickHouseProjectionStore) -> int:
     """Load the journey states earlier runs kept (`run` and `serve` alike), after keeping once those
     a data dir from before `serve` kept states lacks; says so on stderr; returns the customers."""
     rebuilt = keep_unkept_states(engine.model, store, engine.scenario)

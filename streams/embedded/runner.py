@@ -54,9 +54,6 @@ class EmbeddedRunner:
         *,
         not_after_ms: int | None = None,
     ) -> None:
-        if keep_state and isinstance(engine, NativeEngine):
-            msg = "the native engine keeps no journey states yet: run it with keep_state=False"
-            raise ValueError(msg)
         self.engine = engine
         # Events later than not_after_ms (the caller's wall clock plus its bound) are future_timestamp;
         # too-late events are settled against the store (already stored: duplicates, not bad).
@@ -143,7 +140,12 @@ class EmbeddedRunner:
         keeps state in the store, the changed customers' journey states (nothing is written)."""
         engine = self.engine
         if isinstance(engine, NativeEngine):
-            batch = engine.drain()  # its states stay in the native core (keep_state is refused)
+            if self.keep_state:
+                batch, states = engine.drain_kept()
+                for customer_id, raw, revision in states:
+                    batch.add(schema.JOURNEY_STATE, (engine.scenario, customer_id, raw, revision, 0))
+            else:
+                batch = engine.drain()
         else:
             batch = RowBatch()
             for update in engine.drain_updates():
@@ -185,13 +187,16 @@ def state_row(scenario: str, state: CustomerState) -> tuple[schema.Table, Row]:
     return schema.JOURNEY_STATE, (scenario, state.customer_id, encode_state(state), state.revision, 0)
 
 
-def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:
+def restore_state(engine: JourneyEngine | NativeEngine, store: ProjectionStore) -> int:
     """Load the journey states an earlier run kept for the engine's scenario; returns how many.
 
     Later input then continues those journeys (same instance ids, higher row versions) instead of
-    starting them again, and re-sent events are recognised as duplicates.
+    starting them again, and re-sent events are recognised as duplicates. Both engines read the
+    states either kept (one format, projections.state_codec).
     """
     states = store.journey_states(engine.scenario)
+    if isinstance(engine, NativeEngine):
+        return engine.restore(states)
     for raw in states:
         state = decode_state(raw, engine.model)
         engine.customers[state.customer_id] = state

@@ -31,7 +31,8 @@ from projections.journeys import (
 from projections.native import native_available
 from projections.native_engine import NativeEngine
 from projections.occurrence import occurrence_of
-from streams.embedded.runner import EmbeddedRunner
+from projections.state_codec import decode_state, encode_state
+from streams.embedded.runner import EmbeddedRunner, restore_state
 from streams.sim.simulator import SimulationConfig, simulate
 from streams.store.fake import InMemoryProjectionStore
 
@@ -274,7 +275,126 @@ def test_embedded_runner_writes_the_same_tables_with_either_engine(model: Journe
     assert stored[0][1]["bad_events"], "the simulated traffic has bad lines"
 
 
-def test_the_native_engine_cannot_keep_journey_states_yet(model: JourneyModel) -> None:
-    """A runner asked to keep states refuses the native engine rather than write none silently."""
-    with pytest.raises(ValueError, match="keeps no journey states"):
-        EmbeddedRunner(NativeEngine(model), InMemoryProjectionStore(), keep_state=True)
+PAIRS = (("python", "python"), ("native", "native"), ("python", "native"), ("native", "python"))
+
+
+def test_runners_that_keep_states_store_the_same_tables_with_either_engine(model: JourneyModel) -> None:
+    """`run` split in two runs (states kept, then restored): every table, journey_state included,
+    holds the same rows with either engine, whichever engine ran the first part."""
+    lines = simulate(model, SimulationConfig(customers=200, days=20, seed=13)).lines
+    random.Random(2).shuffle(lines)
+    half = len(lines) // 2
+    stored = {}
+    for first, second in PAIRS:
+        store = InMemoryProjectionStore()
+        store.create_schema()
+        EmbeddedRunner(_engine(first, model), store, drain_every=500, keep_state=True).feed(
+            enumerate(lines[:half]), "f"
+        )
+        engine = _engine(second, model)
+        assert restore_state(engine, store) > 0
+        EmbeddedRunner(engine, store, drain_every=500, keep_state=True).feed(
+            enumerate(lines[half:], half), "f"
+        )
+        stored[first, second] = store.tables
+    reference = stored["python", "python"]
+    assert reference["journey_state"], "the states are kept"
+    for kinds, tables in stored.items():
+        assert tables == reference, kinds
+
+
+def test_native_states_are_the_reference_codec_bytes(model: JourneyModel) -> None:
+    """Simulated traffic, shuffled, drained every 97 records: every changed customer's native state
+    is byte for byte projections.state_codec's, and reads back (either codec) to the same bytes."""
+    lines = simulate(model, SimulationConfig(customers=300, days=20, seed=5)).lines
+    random.Random(3).shuffle(lines)
+    reference, native = JourneyEngine(model, "prop"), NativeEngine(model, "prop")
+    intakes = Intake(reference), Intake(native)
+    kept: dict[str, bytes] = {}
+    for start in range(0, len(lines), 97):
+        for position, raw in enumerate(lines[start : start + 97], start):
+            for intake in intakes:
+                intake.offer(raw, "test", position)
+        expected = [
+            (u.customer_id, encode_state(u.state), u.state.revision) for u in reference.drain_updates()
+        ]
+        assert [(u.customer_id, u.state, u.revision) for u in native.drain_updates()] == expected
+        kept.update((customer, raw) for customer, raw, _ in expected)
+    restored = NativeEngine(model, "prop")
+    assert restored.restore(kept.values()) == len(kept) == 300
+    assert {customer: restored.state_bytes(customer) for customer in kept} == kept
+    assert all(encode_state(decode_state(raw, model)) == raw for raw in kept.values())
+    assert restored.open_instances() == native.open_instances() == reference.open_instances() > 0
+
+
+def test_native_restore_refuses_what_is_not_a_state(model: JourneyModel) -> None:
+    """Bytes from elsewhere, or a state of a journey the definitions lack, restore nothing."""
+    engine = NativeEngine(model)
+    with pytest.raises(ValueError, match="malformed journey state"):
+        engine.restore([b"{not json"])
+    event = [5, "e1", "web.home", "web", None, None, None, None, None]
+    foreign = orjson.dumps([1, "c1", 0, None, 1, 1, 0, [["gone@1", "p", None, [0, 0, 0], True, [event]]]])
+    with pytest.raises(ValueError, match="unknown journey gone@1"):
+        engine.restore([foreign])
+    with pytest.raises(ValueError, match="unknown journey state format 7"):
+        engine.restore([b"[7]"])
+    assert engine.customer_count() == 0
+
+
+def _restore(engine: Any, states: dict[str, bytes]) -> None:
+    """What `run` does with the journey_state rows of earlier runs (restore_state), per engine kind."""
+    if isinstance(engine, NativeEngine):
+        engine.restore(states.values())
+        return
+    for raw in states.values():
+        state = decode_state(raw, engine.model)
+        engine.customers[state.customer_id] = state
+        engine.schedule(state)
+
+
+def _engine(kind: str, model: JourneyModel) -> Any:
+    return NativeEngine(model, "prop") if kind == "native" else JourneyEngine(model, "prop")
+
+
+def _second_part(engine: Any, lines: list[bytes], start: int) -> list[object]:
+    """Verdicts and rows (as multisets: customers may time out in another order) of the second part."""
+    intake = Intake(engine)
+    seen: list[object] = []
+    for position, raw in enumerate(lines, start):
+        verdict = intake.offer(raw, "test", position)
+        seen.append((verdict.kind, verdict.rejection, verdict.quarantine))
+    for advance in (0, 3 * DAY):
+        engine.advance(engine.watermark + advance)
+        seen.append({name: sorted(map(repr, rows)) for name, rows in engine.drain().rows.items()})
+    return seen
+
+
+def _states_after_first_part(engine: Any, lines: list[bytes]) -> dict[str, bytes]:
+    intake = Intake(engine)
+    for position, raw in enumerate(lines):
+        intake.offer(raw, "test", position)
+    return {
+        u.customer_id: u.state if isinstance(u.state, bytes) else encode_state(u.state)
+        for u in engine.drain_updates()
+    }
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=models(), stream=streams(), data=st.data())
+def test_a_save_and_restore_between_two_parts_changes_no_rows(
+    model: JourneyModel, stream: Stream, data: st.DataObject
+) -> None:
+    """Events fed in two parts, the states kept after the first and restored into a fresh engine
+    (of either kind: the format is shared), give the rows and verdicts of one engine fed both."""
+    split = data.draw(st.integers(0, len(stream.lines)), label="split")
+    first, second = stream.lines[:split], stream.lines[split:]
+    through = _engine("python", model)
+    _states_after_first_part(through, first)
+    reference = _second_part(through, second, split)
+    for saver, loader in PAIRS[1:]:
+        before = _engine(saver, model)
+        states = _states_after_first_part(before, first)
+        resumed = _engine(loader, model)
+        _restore(resumed, states)
+        resumed.advance(before.watermark)  # the shell's clock (run: the next events) moves on too
+        assert _second_part(resumed, second, split) == reference, (saver, loader)
