@@ -21,9 +21,7 @@ BUILDERS: list[tuple[Callable[..., Row], schema.Table]] = [
 
 
 @pytest.mark.parametrize(("builder", "table"), BUILDERS, ids=[table.name for _, table in BUILDERS])
-def test_each_named_value_lands_in_its_column(
-    builder: Callable[..., Row], table: schema.Table
-) -> None:
+def test_each_named_value_lands_in_its_column(builder: Callable[..., Row], table: schema.Table) -> None:
     names = list(inspect.signature(builder).parameters)
     assert names == list(table.column_names)
     # Each value lands in the column of its name: the same row the schema's by-name builder makes.
