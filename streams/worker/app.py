@@ -68,6 +68,7 @@ class WorkerMetrics:
 def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: Loader | None) -> Any:
     """The Faust app of a journeys (or all-in-one) worker; topics must exist (topics.ensure_topics)."""
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a journeys-only worker opens no store there
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
