@@ -173,6 +173,8 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
+        if loader is not None and loader.failed is not None:
+            metrics.loader_failed = repr(loader.failed)
         lag = await _lag(app, metrics, names)
         return web.json(health_body(metrics, lag, _assigned(app, names.touchpoints), bool(app.rebalancing)))
 
