@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 from pydantic import ValidationError
 
 from events.errors import BadEventError, BadReason, Rejection
-from events.model import EPOCH, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, ONE_MS, TouchpointEvent
+from events.model import EPOCH, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, ONE_MS, TouchpointEvent, unrepresentable
+
+if TYPE_CHECKING:
+    from events.registry import Registry
 
 
 def _field_of(error: ValidationError) -> tuple[str | None, str]:
@@ -68,14 +73,39 @@ def check_depth(event: TouchpointEvent, max_depth: int = MAX_EVENT_DEPTH) -> Rej
 
 
 def check_contract(
-    raw: bytes, *, not_after_ms: int | None = None, max_depth: int = MAX_EVENT_DEPTH
+    raw: bytes,
+    *,
+    not_after_ms: int | None = None,
+    max_depth: int = MAX_EVENT_DEPTH,
+    registry: Registry | None = None,
 ) -> TouchpointEvent | Rejection:
-    """Every check of the event contract that needs no journey model, in one order for every path:
-    decode and schema (size included), the future bound (None: none), then the nesting depth."""
+    """Every check of the event contract that needs no journey model, in one order for every path
+    (files, Kafka, HTTP, the SDK): decode and schema (size included), the future bound (None: none),
+    the nesting depth, then the touchpoint registry (None: left to the engine, which has it)."""
     result = check_event(raw)
     if isinstance(result, Rejection):
         return result
-    return check_not_future(result, not_after_ms) or check_depth(result, max_depth) or result
+    return (
+        check_not_future(result, not_after_ms)
+        or check_depth(result, max_depth)
+        or (registry.check(result) if registry is not None else None)
+        or result
+    )
+
+
+def encode_json(value: object) -> bytes | Rejection:
+    """A JSON value already in memory (a decoded array element, a sender's dict) as the one-line
+    JSON that is checked and sent, or why it cannot be an event's JSON."""
+    # The number rule of check_event applies before encoding (orjson would write NaN as null).
+    problem = unrepresentable(value)
+    if problem is not None:
+        field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        return Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as error:
+        # Not JSON (a set, an object), or nested beyond 254 levels: as bytes, no decoder reads that.
+        return Rejection(BadReason.MALFORMED_JSON, f"not JSON-serialisable: {error}")
 
 
 def decode_event(raw: bytes) -> TouchpointEvent:

@@ -12,13 +12,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-import orjson
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from events.codec import check_event, encode_event
-from events.errors import BadEventError, BadReason, Rejection, TouchpathError
-from events.model import TouchpointEvent, unrepresentable
+from events.codec import check_contract, check_event, encode_event, encode_json
+from events.errors import BadEventError, Rejection, TouchpathError
+from events.model import TouchpointEvent
 from events.registry import Registry
 from events.spool import Spool, SpoolRef
 
@@ -366,33 +365,25 @@ class TouchpathClient:
         return self.emit_validated(checked, raw)
 
     def validate(self, event: TouchpointEvent | Mapping[str, Any] | bytes) -> tuple[TouchpointEvent, bytes]:
-        """The checked event and the one-line JSON bytes that will be sent; raises BadEventError."""
+        """The checked event and the one-line JSON bytes that will be sent; raises BadEventError.
+
+        The bytes pass the contract's checks (check_contract: schema, size, nesting depth, and the
+        registry when the client has one) exactly as every intake checks what it receives.
+        """
         if isinstance(event, TouchpointEvent):
-            checked, raw = event, encode_event(event)
+            raw = encode_event(event)
+        elif isinstance(event, bytes | bytearray | memoryview):
+            raw = bytes(event)
         else:
-            if isinstance(event, bytes | bytearray | memoryview):
-                raw = bytes(event)
-            else:
-                # orjson would write NaN and Infinity as null: the contract refuses them instead.
-                problem = unrepresentable(dict(event))
-                if problem is not None:
-                    field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
-                    raise BadEventError(Rejection(BadReason.SCHEMA_VIOLATION, problem, field))
-                try:
-                    raw = orjson.dumps(event)
-                except TypeError as error:
-                    unusable = Rejection(BadReason.MALFORMED_JSON, f"not JSON-serialisable: {error}")
-                    raise BadEventError(unusable) from error
-            result = check_event(raw)
-            if isinstance(result, Rejection):
-                raise BadEventError(result)
-            checked = result
-            if b"\n" in raw or b"\r" in raw:  # the spool and NDJSON consumers need one line per event
-                raw = encode_event(checked)
-        if self.registry is not None:
-            rejection = self.registry.check(checked)
-            if rejection is not None:
-                raise BadEventError(rejection)
+            encoded = encode_json(dict(event))
+            if isinstance(encoded, Rejection):
+                raise BadEventError(encoded)
+            raw = encoded
+        checked = check_contract(raw, registry=self.registry)
+        if isinstance(checked, Rejection):
+            raise BadEventError(checked)
+        if b"\n" in raw or b"\r" in raw:  # the spool and NDJSON consumers need one line per event
+            raw = encode_event(checked)
         return checked, raw
 
     def emit_validated(self, event: TouchpointEvent, raw: bytes) -> Delivery:

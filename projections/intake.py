@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from events.codec import check_contract
 from events.errors import BadReason, Rejection
 from events.model import MAX_EVENT_DEPTH, TouchpointEvent
-from projections.engine import JourneyEngine, Row
+from projections.engine import EngineCounters, Row
+from projections.native_engine import REFUSED, NativeEngine
 
 
 class Kind(StrEnum):
@@ -20,6 +22,19 @@ class Kind(StrEnum):
     # Too late for its journey, which may be settled in storage already: the shell asks the store
     # whether the event is there and calls Intake.settle_late (see Intake.defer_too_late).
     LATE = "late"
+
+
+class FoldingEngine(Protocol):
+    """What the intake needs of an engine: JourneyEngine, or NativeEngine with the same behaviour."""
+
+    scenario: str
+    counters: EngineCounters
+
+    def accept(self, event: TouchpointEvent, stream_time: int | None = None) -> Rejection | None:
+        """Fold one decoded event; the rejection if it must go to quarantine instead."""
+
+    def count_bad(self) -> None:
+        """Count a record rejected before it reached the engine."""
 
 
 class Verdict(NamedTuple):
@@ -48,7 +63,7 @@ class Intake:
 
     def __init__(
         self,
-        engine: JourneyEngine,
+        engine: FoldingEngine,
         *,
         not_after_ms: int | None = None,
         max_depth: int = MAX_EVENT_DEPTH,
@@ -70,6 +85,33 @@ class Intake:
         if isinstance(checked, Rejection):
             return self.refuse(raw, source, position, checked)
         return self.take(checked, raw, source, position, partition)
+
+    def offer_batch(self, records: Sequence[tuple[int, bytes]], source: str) -> list[Verdict]:
+        """offer() for each (position, raw) record of one unpartitioned source, in order; returns
+        only the verdicts that carry a quarantine row (rejected, or late). A NativeEngine decodes,
+        checks and folds the batch natively and hands back only the records it refused."""
+        engine = self.engine
+        if not isinstance(engine, NativeEngine):
+            verdicts = (self.offer(raw, source, position) for position, raw in records)
+            return [verdict for verdict in verdicts if verdict.quarantine is not None]
+        out = []
+        # Every exception is a refusal that changes no journey, so handling them after the batch
+        # gives the verdicts, rows and counters of offering record by record.
+        for index, code, refusal in engine.feed_raw(
+            [raw for _, raw in records], self.not_after_ms, self.max_depth
+        ):
+            position, raw = records[index]
+            if code == REFUSED and refusal is not None:
+                reason, detail, field = refusal
+                rejection = Rejection(BadReason(reason), detail, field)
+                out.append(
+                    Verdict(Kind.REJECTED, None, rejection, self._row(source, position, rejection, raw))
+                )
+                continue
+            verdict = self.offer(raw, source, position)
+            if verdict.quarantine is not None:
+                out.append(verdict)
+        return out
 
     def refuse(self, raw: bytes, source: str, position: int, rejection: Rejection) -> Verdict:
         """A record refused before it reached the engine (e.g. by an HTTP body's own checks)."""

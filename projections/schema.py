@@ -280,13 +280,19 @@ SINK_PROGRESS = Table(
     versioned=True,
 )
 
-TABLES = (
+# What the engine derives from events: a restart, a replay or another arrival order must give the
+# same rows (versions aside).
+JOURNEY_PROJECTIONS = (
     TOUCHPOINT_EVENTS,
     JOURNEY_INSTANCES,
     DEVIATIONS,
     FRICTION_SIGNALS,
     DELIGHT_SIGNALS,
     SUPPORT_ATTRIBUTION,
+)
+
+TABLES = (
+    *JOURNEY_PROJECTIONS,
     BAD_EVENTS,
     ALERTS,
     ALERT_DELIVERIES,

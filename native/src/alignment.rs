@@ -2,6 +2,9 @@
 //! of projections/journeys.py (Journey.advance/advance_cached) and projections/alignment.py.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::fxhash::FastMap;
 
 /// A compiled step (index = position + 1), as projections.journeys.Step.
 #[derive(Debug, Clone)]
@@ -20,17 +23,17 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Journey {
     pub steps: Vec<Step>,
-    pub step_of: HashMap<String, Vec<usize>>,
+    pub step_of: FastMap<String, Vec<usize>>,
     pub skip_cost: Vec<u32>,
     pub initial_costs: Vec<u32>,
     // Touchpoints named by a step get ids 0..n; every other touchpoint shares id n (it can only
     // be inserted, so all of them fold the same way).
-    touchpoint_ids: HashMap<String, u32>,
+    touchpoint_ids: FastMap<String, u32>,
     steps_of_id: Vec<Vec<usize>>,
     // Interned relative cost vectors and cached transitions (state, touchpoint id) -> (rise, state).
     states: Vec<Vec<u32>>,
-    state_ids: HashMap<Vec<u32>, u32>,
-    transitions: HashMap<(u32, u32), (u32, u32)>,
+    state_ids: FastMap<Vec<u32>, u32>,
+    transitions: FastMap<(u32, u32), (u32, u32)>,
 }
 
 /// One move of an alignment.
@@ -66,8 +69,15 @@ pub struct Move {
 pub struct Occurrence {
     pub ts: i64,
     pub event_id: String,
-    pub touchpoint: String,
-    pub channel: String,
+    // Shared: a handful of touchpoints and channels recur in every event.
+    pub touchpoint: Rc<str>,
+    pub channel: Rc<str>,
+}
+
+impl AsRef<Occurrence> for Occurrence {
+    fn as_ref(&self) -> &Occurrence {
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +113,7 @@ impl Journey {
         if let Some((touchpoint, _)) = step_of.iter().find(|(_, idx)| idx.iter().any(|&i| i == 0 || i > k)) {
             return Err(format!("step_of['{touchpoint}'] names a step outside 1..{k}"));
         }
-        let mut touchpoint_ids = HashMap::new();
+        let mut touchpoint_ids = FastMap::default();
         let mut steps_of_id = Vec::new();
         let mut named: Vec<&String> = step_of.keys().collect();
         named.sort();
@@ -114,14 +124,14 @@ impl Journey {
         steps_of_id.push(Vec::new()); // the shared id of touchpoints outside the journey
         Ok(Journey {
             steps,
-            step_of,
+            step_of: step_of.into_iter().collect(),
             skip_cost,
             initial_costs,
             touchpoint_ids,
             steps_of_id,
             states: Vec::new(),
-            state_ids: HashMap::new(),
-            transitions: HashMap::new(),
+            state_ids: FastMap::default(),
+            transitions: FastMap::default(),
         })
     }
 
@@ -136,7 +146,15 @@ impl Journey {
     }
 
     fn advance_id(&self, costs: &[u32], touchpoint: u32) -> Vec<u32> {
-        let mut new: Vec<u32> = costs.iter().map(|c| c + 1).collect();
+        let mut new = vec![0; costs.len()];
+        self.advance_into(costs, touchpoint, &mut new);
+        new
+    }
+
+    fn advance_into(&self, costs: &[u32], touchpoint: u32, new: &mut [u32]) {
+        for (n, c) in new.iter_mut().zip(costs) {
+            *n = c + 1;
+        }
         for &i in &self.steps_of_id[touchpoint as usize] {
             new[i] = new[i].min(costs[i - 1]);
             if self.steps[i - 1].repeatable && costs[i] < new[i] {
@@ -146,7 +164,18 @@ impl Journey {
         for i in 1..new.len() {
             new[i] = new[i].min(new[i - 1] + self.skip_cost[i]);
         }
-        new
+    }
+
+    /// cost_table() in one flat buffer: row j starts at j * (steps + 1).
+    fn flat_cost_table(&self, path: &[&str]) -> Vec<u32> {
+        let width = self.initial_costs.len();
+        let mut rows = vec![0; width * (path.len() + 1)];
+        rows[..width].copy_from_slice(&self.initial_costs);
+        for (j, touchpoint) in path.iter().enumerate() {
+            let (done, next) = rows.split_at_mut((j + 1) * width);
+            self.advance_into(&done[j * width..], self.touchpoint_id(touchpoint), &mut next[..width]);
+        }
+        rows
     }
 
     /// Row j: the cost vector after the first j events (alignment.cost_table).
@@ -202,8 +231,10 @@ impl Journey {
     /// An optimal alignment ending in end_state (None: the cheapest, furthest state), with the
     /// reference's deterministic tie-breaking (insert, match, repeat, skip, scanning from the end).
     pub fn align(&self, path: &[&str], end_state: Option<usize>) -> Vec<Move> {
-        let rows = self.cost_table(path);
-        let last = rows.last().expect("rows start non-empty");
+        let width = self.initial_costs.len();
+        let table = self.flat_cost_table(path);
+        let row = |j: usize| &table[j * width..(j + 1) * width];
+        let last = row(path.len());
         let mut state = match end_state {
             Some(state) => state,
             None => {
@@ -214,10 +245,10 @@ impl Journey {
         let mut moves = Vec::new();
         let mut j = path.len();
         while j > 0 || state > 0 {
-            let here = rows[j][state];
+            let here = row(j)[state];
             if j > 0 {
                 let touchpoint = path[j - 1];
-                let previous = &rows[j - 1];
+                let previous = row(j - 1);
                 let in_step = state > 0 && self.steps[state - 1].touchpoints.iter().any(|t| t == touchpoint);
                 if previous[state] + 1 == here {
                     moves.push(Move { op: Op::Insert, step: state, event: Some(j - 1), cost: 1 });
@@ -244,11 +275,11 @@ impl Journey {
     }
 
     /// Classify an alignment's moves into deviations, in path order (alignment.deviations_of).
-    pub fn deviations_of(
+    pub fn deviations_of<E: AsRef<Occurrence>>(
         &self,
-        events: &[Occurrence],
+        events: &[E],
         moves: &[Move],
-        channel_of: &HashMap<String, String>,
+        channel_of: &FastMap<String, String>,
     ) -> Vec<Deviation> {
         let steps = &self.steps;
         let k = steps.len();
@@ -269,11 +300,11 @@ impl Journey {
         let none: Vec<usize> = Vec::new();
         for (order, m) in moves.iter().enumerate() {
             let Some(event_index) = m.event else { continue };
-            let event = &events[event_index];
+            let event = events[event_index].as_ref();
             let deviation = |kind, step: &str, channel: &str, detail: String, cost| Deviation {
                 kind,
                 step: step.to_string(),
-                touchpoint: event.touchpoint.clone(),
+                touchpoint: event.touchpoint.to_string(),
                 channel: channel.to_string(),
                 ts: event.ts,
                 event_ids: vec![event.event_id.clone()],
@@ -281,7 +312,7 @@ impl Journey {
                 cost,
             };
             if m.op == Op::Insert {
-                let candidates = self.step_of.get(&event.touchpoint).unwrap_or(&none);
+                let candidates = self.step_of.get(&*event.touchpoint).unwrap_or(&none);
                 let mut kind = "unexpected_step";
                 let mut cost = 1;
                 let mut step_name = String::new();
@@ -310,7 +341,7 @@ impl Journey {
             }
             let step = &steps[m.step - 1];
             if m.op == Op::Match {
-                if event.channel != step.primary_channel {
+                if *event.channel != *step.primary_channel {
                     let detail = format!("done on {} instead of {}", event.channel, step.primary_channel);
                     out.push((
                         event.ts,
@@ -347,7 +378,8 @@ impl Journey {
                 let anchor = match following {
                     Some(index) => events.get(index),
                     None => events.last(),
-                };
+                }
+                .map(AsRef::as_ref);
                 let ts = anchor.map_or(0, |a| a.ts);
                 out.push((
                     ts,
@@ -442,12 +474,12 @@ mod tests {
             .map(|(i, t)| Occurrence {
                 ts: i as i64,
                 event_id: format!("e{i}"),
-                touchpoint: t.to_string(),
+                touchpoint: (*t).into(),
                 channel: "web".into(),
             })
             .collect();
         let kinds: Vec<&str> =
-            j.deviations_of(&events, &moves, &HashMap::new()).iter().map(|d| d.kind).collect();
+            j.deviations_of(&events, &moves, &FastMap::default()).iter().map(|d| d.kind).collect();
         assert_eq!(kinds, vec!["out_of_order"]);
     }
 

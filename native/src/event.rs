@@ -64,6 +64,32 @@ impl Event<'_> {
     }
 }
 
+/// Nesting depth of canonical JSON bytes (events.codec.json_depth: a scalar is 0, `{}` is 1).
+pub fn json_depth(canonical: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in canonical {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A typed verdict on one bad record, as events.errors.Rejection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -483,5 +509,12 @@ mod tests {
         assert!(!is_channel("web\n"));
         assert!(is_channel("a234567890123456789012345678901b"));
         assert!(!is_channel("a234567890123456789012345678901bc"));
+    }
+
+    #[test]
+    fn depth_counts_containers_outside_strings() {
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[1,{"b":"]}[{"}]}"#), 3);
+        assert_eq!(json_depth(br#"{"a\"[":[[]]}"#), 3);
     }
 }

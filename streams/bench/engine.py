@@ -1,21 +1,31 @@
-"""Benchmarks that print figures: engine throughput with and without chDB, state size per journey."""
+"""Benchmarks that print figures: Python and native engine throughput with and without chDB, state size."""
 
 from __future__ import annotations
 
 import gc
+import os
+import resource
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from projections import schema
 from projections.engine import JourneyEngine
+from projections.intake import Intake
 from projections.journeys import JourneyModel
+from projections.native_engine import NativeEngine
 from projections.state_codec import encode_state
 from streams.common.progress import Progress
-from streams.embedded.runner import EmbeddedRunner
+from streams.embedded.runner import DRAIN_EVERY, EmbeddedRunner
 from streams.sim.simulator import SimulationConfig, simulate
+from streams.store import arrow_rows
 from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.scenarios import write_settings
 
 
 def simulated_lines(model: JourneyModel, events: int, seed: int = 11) -> list[bytes]:
@@ -29,41 +39,94 @@ def simulated_lines(model: JourneyModel, events: int, seed: int = 11) -> list[by
 
 
 def _run(
-    model: JourneyModel, lines: list[bytes], store: ClickHouseProjectionStore | None
-) -> tuple[float, JourneyEngine]:
-    engine = JourneyEngine(model)
+    engine: JourneyEngine | NativeEngine, lines: list[bytes], store: ClickHouseProjectionStore | None
+) -> tuple[float, float]:
+    """The `run` path (runner, tuple rows): wall and CPU seconds."""
     runner = EmbeddedRunner(engine, store)
-    progress = Progress("bench", total=len(lines))
+    progress = Progress(f"bench {type(engine).__name__}", total=len(lines))
     gc.collect()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     runner.feed(enumerate(lines, start=1), "bench", progress.update)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     progress.done()
-    return elapsed, engine
+    return elapsed, cpu
 
 
-def bench_engine(model: JourneyModel, events: int) -> dict[str, Any]:
-    """Events/s of the core pipeline alone and with chDB writes; bytes of state per open journey."""
-    lines = simulated_lines(model, events)
-    core_s, engine = _run(model, lines, None)
-    open_states = [state for state in engine.customers.values() if state.open_instance() is not None]
-    encoded = sum(len(encode_state(state)) for state in open_states)
+def _native_arrow(
+    model: JourneyModel, lines: list[bytes], store: ClickHouseProjectionStore | None
+) -> tuple[float, float]:
+    """Native decode -> fold -> Arrow record batches per table (inserted when a store is given):
+    wall and CPU seconds; no Python object per event or row on this path."""
+    engine = NativeEngine(model, "bench")
+    intake = Intake(engine)
+    tables = {table.name: table for table in schema.TABLES}
+    progress = Progress("bench native -> Arrow", total=len(lines))
+    gc.collect()
+    gc.freeze()
+    started, cpu = time.perf_counter(), time.process_time()
+    records = list(enumerate(lines, start=1))
+    for start in range(0, len(records), DRAIN_EVERY):
+        verdicts = intake.offer_batch(records[start : start + DRAIN_EVERY], "bench")
+        bad = [verdict.quarantine for verdict in verdicts if verdict.quarantine is not None]
+        for name, (count, columns) in engine.drain_columns().items():
+            batch = arrow_rows.native_record_batch(tables[name], count, columns)
+            if store is not None:
+                data = pa.Table.from_batches([batch])
+                arrow_rows.insert_arrow(store, tables[name], data, write_settings(name))
+        if store is not None and bad:
+            store.insert_rows(schema.BAD_EVENTS, bad)
+        progress.update(min(len(records), start + DRAIN_EVERY))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    progress.done()
+    return elapsed, cpu
+
+
+def _with_chdb(run: Callable[[ClickHouseProjectionStore], tuple[float, float]]) -> float:
     with tempfile.TemporaryDirectory(prefix="touchpath-bench-") as tmp:
         store = ClickHouseProjectionStore.embedded(Path(tmp))
         try:
             store.create_schema()
-            full_s, _ = _run(model, lines, store)
+            return run(store)[0]
         finally:
             store.close()
-    heap = _heap_per_open_journey(model, lines[: min(len(lines), 200_000)])
-    return {
-        "events": len(lines),
-        "core_events_per_s": round(len(lines) / core_s),
-        "with_chdb_events_per_s": round(len(lines) / full_s),
-        "open_journeys_at_end": len(open_states),
-        "state_bytes_per_open_journey_serialised": round(encoded / max(1, len(open_states))),
-        "state_bytes_per_open_journey_python_heap": heap,
-    }
+
+
+def bench_engine(
+    model: JourneyModel, events: int, engines: Sequence[str] = ("python", "native")
+) -> dict[str, Any]:
+    """Events/s of the Python reference and the native core side by side (alone and with chDB
+    writes), their ratio, bytes of state per open journey, peak RSS and the load during the run."""
+    lines = simulated_lines(model, events)
+    n = len(lines)
+    figures: dict[str, Any] = {"events": n}
+    if "python" in engines:
+        engine = JourneyEngine(model)
+        wall, cpu = _run(engine, lines, None)
+        figures["python_core_events_per_s"] = round(n / wall)
+        figures["python_core_events_per_cpu_s"] = round(n / cpu)
+        open_states = [state for state in engine.customers.values() if state.open_instance() is not None]
+        encoded = sum(len(encode_state(state)) for state in open_states)
+        figures["python_with_chdb_events_per_s"] = round(
+            n / _with_chdb(lambda s: _run(JourneyEngine(model), lines, s))
+        )
+        figures["open_journeys_at_end"] = len(open_states)
+        figures["state_bytes_per_open_journey_serialised"] = round(encoded / max(1, len(open_states)))
+        figures["state_bytes_per_open_journey_python_heap"] = _heap_per_open_journey(model, lines[:200_000])
+    if "native" in engines:
+        wall, cpu = _native_arrow(model, lines, None)
+        figures["native_arrow_events_per_s"] = round(n / wall)
+        figures["native_arrow_events_per_cpu_s"] = round(n / cpu)
+        wall, _ = _run(NativeEngine(model), lines, None)
+        figures["native_tuple_rows_events_per_s"] = round(n / wall)  # JourneyEngine-compatible rows
+        figures["native_arrow_with_chdb_events_per_s"] = round(
+            n / _with_chdb(lambda s: _native_arrow(model, lines, s))
+        )
+    if "python_core_events_per_cpu_s" in figures and "native_arrow_events_per_cpu_s" in figures:
+        ratio = figures["native_arrow_events_per_cpu_s"] / figures["python_core_events_per_cpu_s"]
+        figures["native_vs_python_core_ratio"] = round(ratio, 1)
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    figures["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    return figures
 
 
 def _heap_per_open_journey(model: JourneyModel, lines: list[bytes]) -> int:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -121,6 +122,11 @@ def _health(port: int) -> dict[str, Any] | None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             body: dict[str, Any] = json.loads(answer.read())
             return body
+    except urllib.error.HTTPError as refusal:  # 503 while starting or degraded: same JSON body
+        if refusal.code != 503:
+            return None
+        refused: dict[str, Any] = json.loads(refusal.read())
+        return refused
     except OSError:
         return None
 
@@ -161,9 +167,11 @@ class _Fleet:
         return {role: count / os.sysconf("SC_CLK_TCK") for role, count in ticks.items()}
 
     def figures(self) -> tuple[int, int, int, dict[str, Any]]:
-        """(events folded, lag, input partitions owned, the loading member's /health)."""
+        """(events folded, lag, input partitions owned, the loading member's /health; with journey
+        processes, the waited_in_kafka figures are the slowest journey member's)."""
         events = lag = owned = 0
         loading: dict[str, Any] = {}
+        waited: dict[str, float] = {}  # journey members measure arrival; the loader does not
         for role, port, process in self.members:
             if process.poll() is not None:
                 raise TouchpathError(f"a {role} worker exited during the benchmark; logs in {self.tmp}")
@@ -175,7 +183,10 @@ class _Fleet:
             owned += health["assigned"]
             if role in ("all", "loader"):
                 loading = health
-        return events, lag, owned, loading
+            for name in ("waited_in_kafka_ms_p50", "waited_in_kafka_ms_p99"):
+                if role == "journeys" and health.get(name) is not None:
+                    waited[name] = max(waited.get(name, 0.0), float(health[name]))
+        return events, lag, owned, {**loading, **waited}
 
     def wait(self, events: int, timeout: float) -> tuple[float, float, dict[str, Any]]:
         """(when the first event was folded, when all were in rows with no lag left, last health);
@@ -303,6 +314,10 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         "latency_ms_p50": health.get("latency_ms_p50"),
         "latency_ms_p99": health.get("latency_ms_p99"),
         "latency_samples": health.get("latency_samples"),
+        # Arrival at the worker -> rows (above) and Kafka timestamp -> arrival (here): both together
+        # are what a paced event waited end to end.
+        "waited_in_kafka_ms_p50": health.get("waited_in_kafka_ms_p50"),
+        "waited_in_kafka_ms_p99": health.get("waited_in_kafka_ms_p99"),
         "paced_rate_events_per_s": 1000,
         "lost": lost,
         "duplicated": duplicated,

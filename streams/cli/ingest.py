@@ -245,8 +245,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from projections.engine import JourneyEngine  # noqa: PLC0415
     from streams.cli.common import open_store  # noqa: PLC0415
     from streams.common.definitions import load_journeys  # noqa: PLC0415
+    from streams.embedded.run import continue_journeys  # noqa: PLC0415
     from streams.ingest.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415
-    from streams.ingest.http import EmbeddedSink, create_app, resume_journeys  # noqa: PLC0415
+    from streams.ingest.http import EmbeddedSink, create_app  # noqa: PLC0415
     from streams.ingest.signatures import StoreSignatures  # noqa: PLC0415
 
     log = structlog.get_logger("touchpath.ingest")
@@ -261,9 +262,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signatures = StoreSignatures(store)
         authenticator = _authenticator(settings, signatures)
         engine = JourneyEngine(model, args.scenario)
-        resumed = resume_journeys(engine, store)
-        if resumed:
-            print(f"touchpath: resumed journeys from {resumed:,} stored events", file=sys.stderr)
+        continue_journeys(engine, store)  # as `run` does: the states kept beside the projections
         reader = _open_reader(settings)
         sink = EmbeddedSink(
             engine,

@@ -155,10 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput (prints figures, asserts nothing)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="TARGET")
     engine = bench_sub.add_parser(
-        "engine", help="engine events/s, with and without chDB writes, and state bytes per journey"
+        "engine",
+        help="engine events/s, Python and native side by side, with and without chDB writes, state bytes",
     )
     engine.add_argument("--events", type=int, default=1_000_000, help="simulated events to process")
     engine.add_argument("--json", action="store_true", help="print the figures as JSON")
+    engine.add_argument(
+        "--engine",
+        choices=("both", "python", "native"),
+        default="both",
+        help="which engines to measure (default both, side by side with their ratio)",
+    )
     journeys_arg(engine)
     engine.set_defaults(handler=cmd_bench)
     groups = CommandGroups(top=sub, journeys=journeys_sub, bench=bench_sub)
@@ -183,7 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         mode = AlertMode(args.alerts or ("send" if args.scenario == "live" else "record"))
         alerting = embedded_alerting(model, store, args.scenario, mode)
         not_after_ms = _not_after(args.not_after, settings)
-        stats = run_file(model, store, args.input, args.scenario, alerting, not_after_ms=not_after_ms)
+        stats = run_file(
+            model,
+            store,
+            args.input,
+            args.scenario,
+            alerting,
+            not_after_ms=not_after_ms,
+            engine_kind=settings.engine,
+        )
         log.info("run.done", lines=stats.lines, accepted=stats.accepted, bad=stats.bad, blank=stats.blank)
         print_summary(store, stats, args.scenario)
         if alerting is not None:
@@ -307,7 +322,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     model = load_journeys(settings.journeys_path())
-    figures = bench_engine(model, args.events)
+    engines = ("python", "native") if args.engine == "both" else (args.engine,)
+    figures = bench_engine(model, args.events, engines)
     print_figures(figures, as_json=args.json)
     return 0
 

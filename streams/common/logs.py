@@ -1,4 +1,4 @@
-"""structlog configuration: JSON lines on stderr, configured once by each entry point."""
+"""Logging: JSON lines on stderr, ours (structlog) and the libraries' own, configured by each entry point."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 
 class RepeatGate:
@@ -57,6 +58,20 @@ def thin_repeats(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+class RepeatFilter(logging.Filter):
+    """The standard-library twin of thin_repeats: a library's warnings and errors with the same
+    message template pass 5 times per 10 s (e.g. Faust's "producer buffer full size %s" per send)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether the record passes; the first one of a new window says how many were dropped."""
+        if record.levelno < logging.WARNING:
+            return True
+        allowed, dropped = _GATE.allow((record.levelname, record.name, str(record.msg)))
+        if allowed and dropped:
+            record.suppressed_repeats = dropped
+        return allowed
+
+
 def configure_logging(level: str = "info") -> None:
     """Send structured JSON logs to stderr at the given level."""
     structlog.configure(
@@ -68,10 +83,49 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
         # Resolve sys.stderr per logger so redirected streams (tests, daemons) are honoured.
         logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def stdlib_logging_config(level: str = "info") -> dict[str, Any]:
+    """A logging.config.dictConfig for libraries that log through the standard library (Faust, mode,
+    aiokafka, kafka-python): the same JSON lines on stderr as structlog's, with the logger's name."""
+    renderer: list[Any] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        # Tracebacks as data, without local variables (they can hold event payloads or secrets).
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        structlog.processors.JSONRenderer(),
+    ]
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": renderer,
+                "foreign_pre_chain": [
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    structlog.stdlib.ExtraAdder(("suppressed_repeats",)),
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                ],
+            }
+        },
+        "filters": {"thin_repeats": {"()": RepeatFilter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["thin_repeats"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": logging.getLevelName(_level_number(level)), "handlers": ["stderr"]},
+    }
+
+
+def _level_number(level: str) -> int:
+    return logging.getLevelNamesMapping().get(level.upper(), logging.INFO)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
+    # The journey engine of `run` and `bench`: the Python reference (default) or the native core,
+    # which writes the same rows of every projection table but keeps no journey states yet.
+    engine: Literal["python", "native"] = "python"
     # File-mode creation mask of every touchpath process (octal): 077 = data dirs 0700, files 0600,
     # since they hold customer data; 027 lets a group read them.
     umask: str = "077"

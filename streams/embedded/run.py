@@ -10,8 +10,10 @@ from events.errors import TouchpathError
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from streams.alerting.detection import EmbeddedAlerting
+from streams.common.engines import EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
+from streams.embedded.upgrade import keep_unkept_states
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.store.summary import render_table, summarise
 
@@ -36,17 +38,48 @@ def run_file(
     alerting: EmbeddedAlerting | None = None,
     *,
     not_after_ms: int | None = None,
+    engine_kind: EngineKind = "python",
 ) -> RunStats:
-    """Run one JSONL source through the engine into the store, with progress on stderr."""
-    engine = JourneyEngine(model, scenario)
-    restored = restore_state(engine, store)
-    if restored:
-        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
-    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
+    """Run one JSONL source through the engine into the store, with progress on stderr.
+
+    The Python engine keeps customers' journey states in the store so the next run continues them;
+    the native one (TOUCHPATH_ENGINE=native) cannot yet, so it refuses a scenario that has some.
+    """
+    engine = journey_engine(model, scenario, engine_kind)
+    if isinstance(engine, JourneyEngine):
+        continue_journeys(engine, store)
+    elif store.journey_states(scenario):
+        msg = (
+            f"scenario '{scenario}' holds journey states kept by earlier runs, which the native engine "
+            "cannot continue yet; run with TOUCHPATH_ENGINE=python, or use a new scenario"
+        )
+        raise TouchpathError(msg)
+    else:
+        print("native engine: journey states are not kept for a later run", file=sys.stderr)
+    keep_state = isinstance(engine, JourneyEngine)
+    runner = EmbeddedRunner(
+        engine, store, alerting=alerting, keep_state=keep_state, not_after_ms=not_after_ms
+    )
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)
     return stats
+
+
+def continue_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
+    """Load the journey states earlier runs kept (`run` and `serve` alike), after keeping once those
+    a data dir from before `serve` kept states lacks; says so on stderr; returns the customers."""
+    rebuilt = keep_unkept_states(engine.model, store, engine.scenario)
+    if rebuilt:
+        print(
+            f"kept the journey states of {rebuilt:,} stored events that had none (a data dir from "
+            "before serve kept states; done once)",
+            file=sys.stderr,
+        )
+    restored = restore_state(engine, store)
+    if restored:
+        print(f"continuing {restored:,} customers' journeys kept by earlier runs", file=sys.stderr)
+    return restored
 
 
 def print_summary(store: ClickHouseProjectionStore, stats: RunStats, scenario: str = "live") -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from events.errors import Rejection
+from events.model import TouchpointEvent
 from projections import schema
+from projections.customer import CustomerState
 from projections.engine import JourneyEngine, Row, RowBatch
 from projections.intake import Intake, Kind, Verdict
+from projections.native_engine import NativeEngine
 from projections.state_codec import decode_state, encode_state
 from streams.alerting.detection import EmbeddedAlerting
 from streams.store.protocol import ProjectionStore
@@ -33,11 +37,15 @@ class RunStats:
 
 
 class EmbeddedRunner:
-    """Feeds lines through the intake path (contract checks, engine), quarantines bad ones, writes rows."""
+    """Feeds records through the intake path (contract checks, engine), quarantines bad ones, writes rows.
+
+    `run` feeds lines (feed); `serve` takes events its HTTP layer checked (take, refuse, settle) and
+    writes group commits (collect, write). Both settle too-late events and keep states alike.
+    """
 
     def __init__(
         self,
-        engine: JourneyEngine,
+        engine: JourneyEngine | NativeEngine,
         store: ProjectionStore | None,
         drain_every: int = DRAIN_EVERY,
         alerting: EmbeddedAlerting | None = None,
@@ -45,6 +53,9 @@ class EmbeddedRunner:
         *,
         not_after_ms: int | None = None,
     ) -> None:
+        if keep_state and isinstance(engine, NativeEngine):
+            msg = "the native engine keeps no journey states yet: run it with keep_state=False"
+            raise ValueError(msg)
         self.engine = engine
         # Events later than not_after_ms (the caller's wall clock plus its bound) are future_timestamp;
         # too-late events are settled against the store (already stored: duplicates, not bad).
@@ -65,72 +76,112 @@ class EmbeddedRunner:
         on_progress: Callable[[int], None] | None = None,
     ) -> RunStats:
         """Process (position, raw line) pairs from one source; blank lines are counted and skipped."""
-        stats, offer = self.stats, self.intake.offer
-        since_drain = 0
+        stats = self.stats
+        chunk: list[tuple[int, bytes]] = []
         for position, raw in lines:
             line = raw.strip()
             if not line:
                 stats.blank += 1
                 continue
             stats.lines += 1
-            verdict = offer(line, source, position)
-            if verdict.quarantine is not None:
-                if verdict.kind is Kind.LATE:
-                    # Maybe an event of a journey an earlier run already settled: decided at flush.
-                    self._late.append(verdict)
-                else:
-                    self._bad.append(verdict.quarantine)
-            since_drain += 1
-            if since_drain >= self.drain_every:
-                since_drain = 0
+            chunk.append((position, line))
+            if len(chunk) >= self.drain_every:
+                self._offer(chunk, source)
+                chunk = []
                 self.flush()
                 if on_progress is not None:
                     on_progress(stats.lines)
+        self._offer(chunk, source)
         self.flush()
         counters = self.engine.counters
         stats.accepted, stats.duplicates, stats.bad = counters.accepted, counters.duplicates, counters.bad
         return stats
 
+    def _offer(self, chunk: list[tuple[int, bytes]], source: str) -> None:
+        # One batch per drain: the native engine decodes and folds it without Python per event.
+        for verdict in self.intake.offer_batch(chunk, source):
+            if verdict.quarantine is None:
+                continue
+            if verdict.kind is Kind.LATE:
+                # Maybe an event of a journey an earlier run already settled: decided at flush.
+                self._late.append(verdict)
+            else:
+                self._bad.append(verdict.quarantine)
+
+    def take(self, event: TouchpointEvent, raw: bytes, source: str, position: int) -> Verdict:
+        """Fold one event that already passed the contract's checks (an HTTP body is checked as it is
+        split); a rejection's bad_events row is written at the next flush, a LATE verdict is the
+        caller's to settle()."""
+        verdict = self.intake.take(event, raw, source, position)
+        if verdict.quarantine is not None and verdict.kind is not Kind.LATE:
+            self._bad.append(verdict.quarantine)
+        return verdict
+
+    def refuse(self, raw: bytes, source: str, position: int, rejection: Rejection) -> Verdict:
+        """Quarantine a record refused before the engine; its row is written at the next flush."""
+        verdict = self.intake.refuse(raw, source, position, rejection)
+        if verdict.quarantine is not None:
+            self._bad.append(verdict.quarantine)
+        return verdict
+
+    def settle(self, late: Sequence[Verdict]) -> list[Verdict]:
+        """Settle LATE verdicts against the store (see settle_late), in order; the rows of those
+        refused as too_late are written at the next flush."""
+        settled = settle_late(self.intake, self.store, late)
+        self._bad.extend(verdict.quarantine for verdict in settled if verdict.quarantine is not None)
+        return settled
+
     def flush(self) -> RowBatch:
-        """Drain the engine and write its rows, the quarantined lines and, when the runner keeps
-        state in the store, the changed customers' journey states."""
-        batch = RowBatch()
-        for update in self.engine.drain_updates():
-            batch.extend(update.rows)
-            if self.keep_state:
-                state = update.state
-                batch.add(
-                    schema.JOURNEY_STATE,
-                    (self.engine.scenario, state.customer_id, encode_state(state), state.revision, 0),
-                )
+        """Write everything collect() gathers; returns the batch written."""
+        batch = self.collect()
+        self.write(batch)
+        return batch
+
+    def collect(self) -> RowBatch:
+        """Drain the engine into one batch: its rows, the quarantined records and, when the runner
+        keeps state in the store, the changed customers' journey states (nothing is written)."""
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            batch = engine.drain()  # its states stay in the native core (keep_state is refused)
+        else:
+            batch = RowBatch()
+            for update in engine.drain_updates():
+                batch.extend(update.rows)
+                if self.keep_state:
+                    batch.add(*state_row(engine.scenario, update.state))
         # Engine state is long-lived and acyclic: keep the cyclic GC from rescanning it on every
         # allocation burst (it otherwise costs more than the journey engine itself).
         gc.freeze()
-        if self._late and self.store is not None:
-            self._bad.extend(settle_late(self.intake, self.store, self._late))
+        if self._late:
+            self.settle(self._late)
             self._late = []
         for row in self._bad:
             batch.add(schema.BAD_EVENTS, row)
         self._bad = []
         if self.alerting is not None:
             self.alerting.process(batch, self.engine.watermark)
-        if self.store is not None:
-            self.stats.rows_written += self.store.write(batch)
         return batch
 
+    def write(self, batch: RowBatch) -> None:
+        """Write a collected batch to the store (none: nothing to do)."""
+        if self.store is not None:
+            self.stats.rows_written += self.store.write(batch)
 
-def settle_late(intake: Intake, store: ProjectionStore, late: list[Verdict]) -> list[Row]:
-    """Settle too-late verdicts against the store: stored events are duplicates (a re-sent event of
-    a journey an earlier run settled), the others are quarantined; returns their bad_events rows."""
-    stored = store.stored_event_ids(intake.engine.scenario, [v.event.event_id for v in late if v.event])
-    rows = []
-    for verdict in late:
-        settled = intake.settle_late(
-            verdict, stored=verdict.event is not None and verdict.event.event_id in stored
-        )
-        if settled.quarantine is not None:
-            rows.append(settled.quarantine)
-    return rows
+
+def settle_late(intake: Intake, store: ProjectionStore | None, late: Sequence[Verdict]) -> list[Verdict]:
+    """Settle too-late verdicts against the store, in order: stored events are duplicates (a re-sent
+    event of a journey an earlier run settled), the others are rejected with their quarantine row."""
+    event_ids = [verdict.event.event_id for verdict in late if verdict.event is not None]
+    stored = store.stored_event_ids(intake.engine.scenario, event_ids) if store is not None else set()
+    return [
+        intake.settle_late(verdict, stored=verdict.event is not None and verdict.event.event_id in stored)
+        for verdict in late
+    ]
+
+
+def state_row(scenario: str, state: CustomerState) -> tuple[schema.Table, Row]:
+    """The journey_state row that keeps a customer's state (its revision is the row version)."""
+    return schema.JOURNEY_STATE, (scenario, state.customer_id, encode_state(state), state.revision, 0)
 
 
 def restore_state(engine: JourneyEngine, store: ProjectionStore) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import math
 import threading
@@ -13,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -22,14 +20,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from events.codec import check_contract, check_event
-from events.errors import BadReason, Rejection, TouchpathError
-from events.model import EPOCH, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, TouchpointEvent, unrepresentable
+from events.codec import check_contract, encode_json
+from events.errors import Rejection, TouchpathError
+from events.model import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, TouchpointEvent
 from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
-from projections import schema
-from projections.engine import JourneyEngine, Row, RowBatch
-from projections.intake import Intake, Kind, Verdict
+from projections.engine import JourneyEngine, RowBatch
+from projections.intake import Kind, Verdict
+from streams.embedded.runner import EmbeddedRunner
 from streams.ingest.auth import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -106,13 +104,9 @@ class BodyError:
 def _check_one(
     index: int, raw: bytes, registry: Registry | None, max_depth: int, not_after_ms: int | None
 ) -> Item | Refused:
-    result = check_contract(raw, not_after_ms=not_after_ms, max_depth=max_depth)
+    result = check_contract(raw, not_after_ms=not_after_ms, max_depth=max_depth, registry=registry)
     if isinstance(result, Rejection):
         return Refused(index, raw, result)
-    if registry is not None:
-        rejection = registry.check(result)
-        if rejection is not None:
-            return Refused(index, raw, rejection)
     return Item(index, result, raw)
 
 
@@ -121,16 +115,10 @@ _NOT_ONE_VALUE = object()
 
 def _element_bytes(element: object) -> bytes | tuple[bytes, Rejection]:
     """One array element as the one-line JSON that is checked and stored, or its bytes and rejection."""
-    # The same number rule as check_event applies before re-encoding (orjson would write NaN as null).
-    problem = unrepresentable(element)
-    if problem is not None:
-        field = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
-        rejection = Rejection(BadReason.SCHEMA_VIOLATION, problem, field if field != "value" else None)
-        return _faithful(element), rejection
-    try:
-        return orjson.dumps(element)
-    except orjson.JSONEncodeError as error:  # nested beyond orjson's 254 levels
-        return b"", Rejection(BadReason.SCHEMA_VIOLATION, f"nested too deeply to be an event ({error})")
+    encoded = encode_json(element)
+    if isinstance(encoded, Rejection):
+        return _faithful(element), encoded
+    return encoded
 
 
 def _faithful(element: object) -> bytes:
@@ -319,10 +307,12 @@ def _resolve(settled: asyncio.Future[None]) -> None:
 
 
 class EmbeddedSink:
-    """The journey engine and the projection store in this process; durable = written to the store.
+    """The embedded runner of `run` behind HTTP; durable = written to the store.
 
+    Requests take the runner's intake path, too-late settling and kept journey states, so a
+    restarted `serve` continues journeys as `run` does (restore_state before the first request).
     Concurrent requests are group-committed: each folds its events into the engine, then whoever
-    gets the write lock drains the engine and writes the rows of every request folded so far.
+    gets the write lock collects the rows of every request folded so far and writes them.
     """
 
     mode = "embedded"
@@ -338,7 +328,7 @@ class EmbeddedSink:
         sql_queue: int = 16,
     ) -> None:
         self.engine = engine
-        self.intake = Intake(engine, defer_too_late=True)
+        self.runner = EmbeddedRunner(engine, store, keep_state=True)
         self.store = store
         # Analysts' queries run on read-only sessions of their own (chDB takes concurrent inserts
         # and queries from one process), through the one guarded path, on their own threads: a
@@ -347,12 +337,12 @@ class EmbeddedSink:
         self.sql = sql if sql is not None else (reader or store).analyst_sql(sessions=sql_workers)
         self._sql_executor = ThreadPoolExecutor(max_workers=sql_workers, thread_name_prefix="touchpath-sql")
         self._sql_slots = threading.BoundedSemaphore(sql_workers + sql_queue)
+        # Lock order: write, then engine, then store; never engine while holding store.
         self._engine_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._folded = 0  # requests folded into the engine
         self._written = 0  # requests whose rows are in the store
-        self._bad: list[Row] = []
         self._unwritten: RowBatch | None = None
         self._last_problem = ""
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="touchpath-serve")
@@ -362,59 +352,44 @@ class EmbeddedSink:
         return await loop.run_in_executor(self._executor, self._submit, batch, source)
 
     def _submit(self, batch: Batch, source: str) -> dict[int, Rejection]:
-        intake = self.intake
+        runner = self.runner
         verdicts: dict[int, Rejection] = {}
-        late: list[tuple[int, Verdict]] = []
         with self._engine_lock:
             for refused in batch.refused:
-                self._quarantine(intake.refuse(refused.raw, source, refused.index, refused.rejection))
+                runner.refuse(refused.raw, source, refused.index, refused.rejection)
+            late: list[tuple[int, Verdict]] = []
             for item in batch.items:
-                verdict = intake.take(item.event, item.raw, source, item.index)
+                verdict = runner.take(item.event, item.raw, source, item.index)
                 if verdict.kind is Kind.LATE:
                     late.append((item.index, verdict))
                 elif verdict.rejection is not None:
                     verdicts[item.index] = verdict.rejection
-                    self._quarantine(verdict)
-            if not late:
-                self._folded += 1
-                ticket = self._folded
-        if late:
-            # Too late for its journey: a re-sent event of a journey settled before a restart is a
-            # duplicate when the store holds it (as in `run`), else it is quarantined as too_late.
-            try:
-                with self._store_lock:
-                    stored = self.store.stored_event_ids(
-                        self.engine.scenario, [verdict.event.event_id for _, verdict in late if verdict.event]
-                    )
-            except StoreError as error:
-                self._last_problem = str(error)
-                raise SinkUnavailableError(f"the projection store cannot be read: {error}") from error
-            with self._engine_lock:
-                for index, verdict in late:
-                    known = verdict.event is not None and verdict.event.event_id in stored
-                    settled = intake.settle_late(verdict, stored=known)
-                    if settled.rejection is not None:
-                        verdicts[index] = settled.rejection
-                        self._quarantine(settled)
-                self._folded += 1
-                ticket = self._folded
+            if late:
+                # Too late for its journey: stored already (re-sent after a restart) is a duplicate,
+                # else too_late, as in `run`.
+                try:
+                    with self._store_lock:
+                        settled = runner.settle([verdict for _, verdict in late])
+                except StoreError as error:
+                    self._last_problem = str(error)
+                    raise SinkUnavailableError(f"the projection store cannot be read: {error}") from error
+                for (index, _), verdict in zip(late, settled, strict=True):
+                    if verdict.rejection is not None:
+                        verdicts[index] = verdict.rejection
+            self._folded += 1
+            ticket = self._folded
         with self._write_lock:
             if self._written >= ticket:
                 return verdicts  # a concurrent request wrote our rows with its own
             with self._engine_lock:
-                rows = self.engine.drain()
-                for row in self._bad:
-                    rows.add(schema.BAD_EVENTS, row)
-                self._bad = []
+                rows = runner.collect()
                 upto = self._folded
-                # Engine state is long-lived: keep the cyclic GC from rescanning it (as the runner does).
-                gc.freeze()
             if self._unwritten is not None:
                 self._unwritten.extend(rows)
                 rows, self._unwritten = self._unwritten, None
             try:
                 with self._store_lock:
-                    self.store.write(rows)
+                    runner.write(rows)
             except StoreError as error:
                 self._unwritten = rows  # written by the next request that gets here
                 self._last_problem = str(error)
@@ -422,10 +397,6 @@ class EmbeddedSink:
             self._written = upto
             self._last_problem = ""
         return verdicts
-
-    def _quarantine(self, verdict: Verdict) -> None:
-        if verdict.quarantine is not None:
-            self._bad.append(verdict.quarantine)
 
     async def query(self, sql: str, parameters: dict[str, object]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """One analyst query through the guarded path, on the SQL workers (SqlBusyError when queued full)."""
@@ -461,65 +432,6 @@ class EmbeddedSink:
 
 class SqlBusyError(TouchpathError):
     """Every SQL worker is busy and the queue is full: the analyst gets 429 and retries later."""
-
-
-_STORED_EVENTS = """SELECT event_id, customer_id, toUnixTimestamp64Milli(occurred_at), channel, touchpoint,
-       persona, outcome, employee_id, survey_kind, survey_score, survey_comment, attributes, source
-FROM touchpoint_events FINAL WHERE scenario = {scenario:String} ORDER BY occurred_at, event_id"""
-_STORED_REVISIONS = """SELECT customer_id, max(version) FROM journey_instances
-WHERE scenario = {scenario:String} GROUP BY customer_id"""
-
-
-def resume_journeys(engine: JourneyEngine, store: ClickHouseProjectionStore) -> int:
-    """Rebuild journey state from the events already stored for the engine's scenario; returns their count.
-
-    Results do not depend on arrival order, so replaying in event-time order rebuilds the state the
-    stored rows came from; those rows are not written again. Each customer's revision is raised above
-    the newest stored row version, so rows written after the restart replace the stored ones.
-    """
-    parameters: dict[str, object] = {"scenario": engine.scenario}
-    _, rows = store.query(_STORED_EVENTS, parameters)
-    for (
-        event_id,
-        customer,
-        ms,
-        channel,
-        touchpoint,
-        persona,
-        outcome,
-        employee,
-        kind,
-        score,
-        comment,
-        attrs,
-        source,
-    ) in rows:
-        record: dict[str, object] = {
-            "event_id": event_id,
-            "customer_id": customer,
-            "occurred_at": (EPOCH + timedelta(milliseconds=int(ms))).isoformat(),
-            "channel": channel,
-            "touchpoint": touchpoint,
-            "persona": persona,
-            "outcome": outcome,
-            "employee_id": employee,
-            "survey": {"kind": kind, "score": score, "comment": comment} if kind else None,
-            "attributes": orjson.loads(attrs) if attrs and attrs != "{}" else None,
-            "source": source,
-        }
-        event = check_event(orjson.dumps({k: v for k, v in record.items() if v is not None}))
-        if isinstance(event, Rejection):  # stored by an older contract; it cannot shape journeys now
-            log.warning("resume.skipped", event_id=event_id, reason=event.describe())
-            continue
-        engine.accept(event)
-    engine.drain()  # the rows these events produce are already in the store
-    _, revisions = store.query(_STORED_REVISIONS, parameters)
-    for customer, version in revisions:
-        state = engine.customers.get(customer)
-        if state is not None:
-            state.revision = max(state.revision, int(version))
-    gc.freeze()
-    return len(rows)
 
 
 # -- metrics -------------------------------------------------------------------------------------

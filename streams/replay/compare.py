@@ -19,14 +19,7 @@ from streams.store.scenarios import ScenarioError, check_name, list_scenarios, s
 from streams.store.summary import render_table
 
 SAMPLE_CUSTOMERS = 12
-IDENTITY_TABLES = (
-    schema.TOUCHPOINT_EVENTS,
-    schema.JOURNEY_INSTANCES,
-    schema.DEVIATIONS,
-    schema.FRICTION_SIGNALS,
-    schema.DELIGHT_SIGNALS,
-    schema.SUPPORT_ATTRIBUTION,
-)
+IDENTITY_TABLES = schema.JOURNEY_PROJECTIONS
 # Row versions count revisions, not content; a redesign bumps `journey_version` on every row of its
 # journey, which would make every such row "differ" and hide the rows whose content really changed.
 IGNORED_COLUMNS = frozenset({"scenario", "version", "is_deleted", "journey_version"})

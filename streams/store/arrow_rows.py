@@ -77,3 +77,44 @@ def insert_arrow(
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data)
     store.insert_arrow_stream(table, sink.getvalue().to_pybytes(), data.num_rows, settings)
+
+
+# Arrow types of the native core's column buffers (projections.native_engine.NativeEngine.drain_columns).
+_NATIVE_TYPES: dict[str, pa.DataType] = {
+    "i64": pa.int64(),
+    "i16": pa.int16(),
+    "u8": pa.uint8(),
+    "u16": pa.uint16(),
+    "u32": pa.uint32(),
+    "u64": pa.uint64(),
+    "f64": pa.float64(),
+}
+
+
+def _native_array(rows: int, column: tuple[object, ...], target: pa.DataType) -> pa.Array:
+    tag, validity, *buffers = column
+    valid = None if validity is None else pa.py_buffer(validity)
+    data = [pa.py_buffer(buffer) for buffer in buffers]
+    if tag == "str":
+        array = pa.Array.from_buffers(pa.string(), rows, [valid, *data])
+    elif tag == "list<str>":
+        items = pa.Array.from_buffers(pa.string(), len(data[1]) // 4 - 1, [None, data[1], data[2]])
+        array = pa.Array.from_buffers(pa.list_(pa.string()), rows, [None, data[0]], children=[items])
+    else:
+        array = pa.Array.from_buffers(_NATIVE_TYPES[str(tag)], rows, [valid, *data])
+    # Times are milliseconds and a few integers are narrower in the table: one vectorised cast.
+    return array if array.type == target else array.cast(target)
+
+
+def native_record_batch(
+    table: schema.Table, rows: int, columns: Sequence[tuple[object, ...]]
+) -> pa.RecordBatch:
+    """The record batch of one table's native column buffers (no Python object per row)."""
+    table_schema = arrow_schema(table)
+    if table_schema is None:
+        msg = f"{table.name} has no Arrow schema"
+        raise ValueError(msg)
+    arrays = [
+        _native_array(rows, column, field.type) for column, field in zip(columns, table_schema, strict=True)
+    ]
+    return pa.record_batch(arrays, schema=table_schema)

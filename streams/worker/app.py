@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import signal
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -20,12 +20,15 @@ from events.errors import Rejection, TouchpathError
 from projections.alerts.model import AlertEvent
 from projections.journeys import JourneyModel
 from streams.common import topics
+from streams.common.logs import stdlib_logging_config
 from streams.common.settings import Settings
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.worker.alerts import SCENARIO, StreamAlerting
 from streams.worker.gapfill import Incoming, read_range
+from streams.worker.health import Status, WorkerHealth, watch
 from streams.worker.journeys import JourneyAgent, JourneyCounters
 from streams.worker.loader import Loader, LoaderCounters
+from streams.worker.partitioning import Placement
 from streams.worker.quarantine import bad_headers
 from streams.worker.records import Recovered
 from streams.worker.states import latest_event_time, recover_partition
@@ -49,11 +52,13 @@ class Role(StrEnum):
 
 @dataclass(slots=True)
 class WorkerMetrics:
-    """What /health and /metrics report: the journey agent's and the loader's counters."""
+    """What /health and /metrics report: the journey agent's and the loader's counters, and the
+    process's health (status, crashes, latency)."""
 
     journeys: JourneyCounters | None = None
     loader: LoaderCounters | None = None
     loader_failed: str | None = None
+    health: WorkerHealth = field(default_factory=WorkerHealth)
 
     @property
     def store_error(self) -> str | None:
@@ -66,8 +71,15 @@ class WorkerMetrics:
         return self.loader.store_errors if self.loader is not None else 0
 
 
-def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: Loader | None) -> Any:
+def create_app(
+    settings: Settings,
+    model: JourneyModel,
+    web_port: int,
+    loader: Loader | None,
+    health: WorkerHealth | None = None,
+) -> Any:
     """The Faust app of a journeys (or all-in-one) worker; topics must exist (topics.ensure_topics)."""
+    health = WorkerHealth() if health is None else health
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # a journeys-only worker opens no store there
     app = faust.App(
@@ -129,8 +141,10 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
         recover=recover,
         read_back=read_back,
         future_bound_ms=int(settings.future_bound_s * 1000),
+        placement=Placement(source, settings.partitions),  # misplaced keys go home, unfolded here
+        arrived=health.event_arrived,
     )
-    metrics = WorkerMetrics(agent.counters, loader.counters if loader is not None else None)
+    metrics = WorkerMetrics(agent.counters, loader.counters if loader is not None else None, health=health)
     del bad_topic  # declared so Faust knows the topic; records go through the producer
 
     def assigned() -> set[int]:
@@ -173,18 +187,25 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
                 None, latest_event_time, settings.kafka_bootstrap, names.journey_events, settings.partitions
             )
         await agent.tick(owned, {tp.partition: int(high) for tp, high in highwaters.items()}, elsewhere)
+        # Ready once every assigned partition's state is loaded (and the loader knows where it
+        # resumes); a rebalance since (Faust's signal, see watch) makes it wait for the next tick.
+        if assigned() <= agent.owned and (loader is None or loader.counters.lag >= 0):
+            health.state_recovered()
 
     app.timer(interval=TICK_SECONDS)(tick)
+    watch(app, health, names.touchpoints)  # after every agent is defined
 
     @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        if loader is not None and loader.failed is not None:
-            metrics.loader_failed = repr(loader.failed)
+    async def health_page(web: Any, request: Any) -> Any:
+        _note_loader(metrics, loader)
         lag = _lag(app, metrics, seen)
-        return web.json(health_body(metrics, lag, _assigned(app, names.touchpoints), bool(app.rebalancing)))
+        moving = bool(app.rebalancing or app.in_recovery)
+        body = health_body(metrics, lag, _assigned(app, names.touchpoints), moving)
+        return web.json(body, status=Status(body["status"]).http_code)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
+        _note_loader(metrics, loader)
         lag = _lag(app, metrics, seen)
         return web.text(_prometheus(metrics, lag), content_type="text/plain; version=0.0.4")
 
@@ -192,14 +213,13 @@ def create_app(settings: Settings, model: JourneyModel, web_port: int, loader: L
 
 
 def health_body(metrics: WorkerMetrics, lag: int, assigned: int, rebalancing: bool) -> dict[str, Any]:
-    """/health's answer."""
+    """/health's answer (its status decides the HTTP code: Status.http_code)."""
     journeys, loader = metrics.journeys or JourneyCounters(), metrics.loader
-    latencies = loader.latencies if loader is not None else ()
     return {
-        "status": worker_status(metrics, rebalancing=rebalancing),
-        "store_error": metrics.store_error,
+        **metrics.health.body(store_error=metrics.store_error, rebalancing=rebalancing),
         "loader_failed": metrics.loader_failed,
         "events_in": journeys.events_in,
+        "rerouted": journeys.rerouted,
         "bad": journeys.bad,
         "duplicates": journeys.duplicates,
         "gaps_filled": journeys.gaps_filled,
@@ -211,17 +231,21 @@ def health_body(metrics: WorkerMetrics, lag: int, assigned: int, rebalancing: bo
         "batches_ignored": loader.ignored if loader is not None else 0,
         "lag": lag,
         "assigned": assigned,
-        "latency_ms_p50": _quantile(latencies, 0.5),
-        "latency_ms_p99": _quantile(latencies, 0.99),
-        "latency_samples": len(latencies),
     }
 
 
 def worker_status(metrics: WorkerMetrics, *, rebalancing: bool) -> str:
-    """/health's status: degraded while ClickHouse refuses inserts (nothing moves then)."""
-    if metrics.store_error is not None or metrics.loader_failed is not None:
-        return "degraded"
-    return "rebalancing" if rebalancing else "ok"
+    """/health's status: starting until ready, degraded while ClickHouse refuses inserts (nothing
+    moves then) and once an agent or the loader crashed."""
+    return metrics.health.status(store_error=metrics.store_error, rebalancing=rebalancing).value
+
+
+def _note_loader(metrics: WorkerMetrics, loader: Loader | None) -> None:
+    """A crashed loader thread is a crashed agent: the worker is degraded for good (once reported)."""
+    if loader is None or loader.failed is None or metrics.loader_failed is not None:
+        return
+    metrics.loader_failed = repr(loader.failed)
+    metrics.health.agent_crashed("loader", loader.failed)
 
 
 def _lag(app: Any, metrics: WorkerMetrics, seen: dict[str, Any]) -> int:
@@ -261,11 +285,6 @@ def _committed(app: Any, tp: Any) -> int:
     return int(offset or 0)
 
 
-def _quantile(values: Iterable[float], share: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 1) if ordered else None
-
-
 def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
     journeys, loader = metrics.journeys or JourneyCounters(), metrics.loader or LoaderCounters()
     inserts = sorted(loader.insert_seconds)
@@ -289,8 +308,12 @@ def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
         "# TYPE touchpath_consumer_lag gauge",
         f"touchpath_consumer_lag {lag}",
         "# TYPE touchpath_event_to_row_latency_ms summary",
-        f'touchpath_event_to_row_latency_ms{{quantile="0.5"}} {_quantile(loader.latencies, 0.5) or 0}',
-        f'touchpath_event_to_row_latency_ms{{quantile="0.99"}} {_quantile(loader.latencies, 0.99) or 0}',
+        f'touchpath_event_to_row_latency_ms{{quantile="0.5"}} {metrics.health.latency_ms(0.5) or 0}',
+        f'touchpath_event_to_row_latency_ms{{quantile="0.99"}} {metrics.health.latency_ms(0.99) or 0}',
+        "# TYPE touchpath_rerouted_records_total counter",
+        f"touchpath_rerouted_records_total {journeys.rerouted}",
+        "# TYPE touchpath_agent_crashes_total counter",
+        f"touchpath_agent_crashes_total {metrics.health.crash_count}",
         "# TYPE touchpath_batch_insert_seconds summary",
         f'touchpath_batch_insert_seconds{{quantile="0.5"}} {p50:.6f}',
         f'touchpath_batch_insert_seconds{{quantile="0.99"}} {p99:.6f}',
@@ -309,7 +332,7 @@ def _open_store(settings: Settings) -> ClickHouseProjectionStore:
 
 
 def build_loader(
-    settings: Settings, model: JourneyModel, store: ClickHouseProjectionStore
+    settings: Settings, model: JourneyModel, store: ClickHouseProjectionStore, health: WorkerHealth
 ) -> tuple[Loader, KafkaProducer | None]:
     """The loader of this process, with alerting fed in-process when it is on."""
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
@@ -334,27 +357,38 @@ def build_loader(
         consumer_id=settings.app_id,
         partitions=settings.partitions,
         observer=alerting,
+        visible=health.rows_written,
     )
     return loader, producer
 
 
 def run_worker(settings: Settings, model: JourneyModel, web_port: int, role: Role = Role.ALL) -> None:
     """Create topics, open the store when this process loads, and run until stopped."""
+    # The libraries' own logs (kafka-python in the loader thread; Faust, mode, aiokafka) as JSON lines.
+    logging.config.dictConfig(stdlib_logging_config(settings.log_level))
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
     topics.ensure_topics(
         settings.kafka_bootstrap, topics.TopicPlan(partitions=settings.partitions), names=names
     )
+    health = WorkerHealth()  # from the process start: latency samples only of events arriving since
     store = _open_store(settings) if role is not Role.JOURNEYS else None
-    loader, producer = build_loader(settings, model, store) if store is not None else (None, None)
+    loader, producer = build_loader(settings, model, store, health) if store is not None else (None, None)
     try:
         if loader is not None:
             loader.start()
         if role is Role.LOADER:
             assert loader is not None
-            _serve_loader(loader, settings, web_port)
+            _serve_loader(loader, settings, web_port, health)
             return
-        app = create_app(settings, model, web_port, loader)
-        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+        app = create_app(settings, model, web_port, loader, health)
+        worker = faust.Worker(
+            app,
+            loglevel=settings.log_level.upper(),
+            logging_config=stdlib_logging_config(settings.log_level),  # Faust's own logs as JSON lines
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        worker.spinner = None  # its terminal escapes would interleave with the JSON lines
         worker.execute_from_commandline()
     finally:
         if loader is not None:
@@ -365,22 +399,27 @@ def run_worker(settings: Settings, model: JourneyModel, web_port: int, role: Rol
             store.close()
 
 
-def _serve_loader(loader: Loader, settings: Settings, web_port: int) -> None:
+def _serve_loader(loader: Loader, settings: Settings, web_port: int, health: WorkerHealth) -> None:
     """A loader-only process: /health and /metrics on aiohttp until SIGTERM or SIGINT."""
     from aiohttp import web  # noqa: PLC0415 -- Faust's own dependency; only this role needs it directly
 
-    metrics = WorkerMetrics(None, loader.counters)
+    metrics = WorkerMetrics(None, loader.counters, health=health)
+    health.partitions_assigned(0)  # a loader folds no input partition: it reads every journey-events one
 
-    async def health(request: web.Request) -> web.Response:
-        metrics.loader_failed = None if loader.failed is None else repr(loader.failed)
-        return web.json_response(health_body(metrics, loader.counters.lag, 0, rebalancing=False))
+    async def health_page(request: web.Request) -> web.Response:
+        _note_loader(metrics, loader)
+        if loader.counters.lag >= 0:  # resumed from sink_progress and read the partitions' ends
+            health.state_recovered()
+        body = health_body(metrics, loader.counters.lag, 0, rebalancing=False)
+        return web.json_response(body, status=Status(body["status"]).http_code)
 
     async def prometheus(request: web.Request) -> web.Response:
+        _note_loader(metrics, loader)
         return web.Response(text=_prometheus(metrics, loader.counters.lag), content_type="text/plain")
 
     async def serve() -> None:
         server = web.Application()
-        server.router.add_get("/health", health)
+        server.router.add_get("/health", health_page)
         server.router.add_get("/metrics", prometheus)
         runner = web.AppRunner(server)
         await runner.setup()

@@ -21,6 +21,7 @@ from projections.journeys import JourneyModel
 from projections.state_codec import encode_state
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
+from streams.worker.partitioning import Placement
 from streams.worker.records import Kind, Record, Recovered, encode
 from streams.worker.states import PartitionStates, SnapshotPolicy, decode_states, snapshot_records
 
@@ -37,6 +38,8 @@ Publish = Callable[[int, bytes], Awaitable[Awaitable[Any]]]
 Quarantine = Callable[[Incoming, Rejection], Awaitable[None]]
 Recover = Callable[[int], Awaitable[Recovered]]
 ReadBack = Callable[[int, int, int], Awaitable[list[Incoming]]]
+# arrived(kafka_ms, arrived_ms): an input record with this Kafka timestamp reached the worker now.
+Arrived = Callable[[int, int], None]
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class JourneyCounters:
     events_in: int = 0
     bad: int = 0
     duplicates: int = 0
+    rerouted: int = 0  # input records on another partition than their customer's: sent home
     gaps_filled: int = 0  # input records Faust skipped and the agent read back
     redelivered: int = 0  # input records delivered again (already folded): skipped
     records_out: int = 0  # journey-events records written (batches, snapshots, progress)
@@ -75,6 +79,8 @@ class JourneyAgent:
         read_back: ReadBack,
         future_bound_ms: int,
         clock: Callable[[], float] = time.time,
+        placement: Placement | None = None,
+        arrived: Arrived | None = None,
     ) -> None:
         self.model = model
         self.states = PartitionStates()
@@ -87,6 +93,8 @@ class JourneyAgent:
         self.read_back = read_back
         self.future_bound_ms = future_bound_ms
         self.clock = clock
+        self.placement = placement  # None: every record is folded where it is (no re-routing)
+        self.arrived = arrived
         self.counters = JourneyCounters()
         self.lock = asyncio.Lock()
         self.owned: set[int] = set()  # partitions whose states are loaded
@@ -165,7 +173,10 @@ class JourneyAgent:
                     continue
                 if verdict is Verdict.GAP:
                     await self._fill_gap(partition, guard.next[partition], offset)
-                self._fold(record)
+                await self._fold_or_send_home(record)
+            if self.placement is not None:
+                # The batch's record covers the re-routed offsets: Kafka has the copies first.
+                await self.placement.settle()
             t1 = time.perf_counter()
             await self._publish({record.partition for record in batch} & self.owned)
             log.debug(
@@ -175,14 +186,31 @@ class JourneyAgent:
                 publish_s=round(time.perf_counter() - t1, 3),
             )
 
+    async def _fold_or_send_home(self, record: Incoming) -> None:
+        """Fold a record, or, if its customer belongs to another partition, produce it there
+        (Placement) and count its offset as done here."""
+        home = None if self.placement is None else self.placement.home_of(record.value, record.partition)
+        if home is None:
+            self._fold(record)
+            return
+        assert self.placement is not None
+        self.counters.events_in += 1
+        self.counters.rerouted += 1
+        await self.placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
+        self.guard.folded(record.partition, record.offset)
+
     def _fold(self, record: Incoming) -> None:
         partition = record.partition
         self.counters.events_in += 1
         self.states.current = partition
         intake = self.intake
-        intake.not_after_ms = int(self.clock() * 1000) + self.future_bound_ms  # the shell reads the clock
+        arrived_ms = int(self.clock() * 1000)  # the shell reads the clock
+        intake.not_after_ms = arrived_ms + self.future_bound_ms
         verdict = intake.offer(record.value, f"{record.topic}/{partition}", record.offset, partition)
-        self.source_ts[partition].append(record.timestamp_ms)
+        # Event-to-row latency is from arrival here; what it waited in Kafka is reported apart.
+        self.source_ts[partition].append(arrived_ms)
+        if self.arrived is not None:
+            self.arrived(record.timestamp_ms, arrived_ms)
         if verdict.kind is VerdictKind.DUPLICATE:
             self.counters.duplicates += 1
         elif verdict.rejection is not None and verdict.quarantine is not None:
@@ -197,7 +225,7 @@ class JourneyAgent:
         log.warning("worker.offsets_skipped", partition=partition, first=start, last=end - 1)
         records = await self.read_back(partition, start, end)
         for record in records:
-            self._fold(record)
+            await self._fold_or_send_home(record)
         self.counters.gaps_filled += len(records)
 
     # -- output ----------------------------------------------------------------------------------
@@ -213,6 +241,8 @@ class JourneyAgent:
             await self._settle()
             await self.own(assigned)
             stalled = await self._read_stalled(highwaters)
+            if stalled and self.placement is not None:
+                await self.placement.settle()  # records read back and sent home are in Kafka first
             if elsewhere is not None and self.owned:
                 self.engine.advance(elsewhere)
             await self._publish(stalled)

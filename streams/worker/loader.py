@@ -6,7 +6,7 @@ import hashlib
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -40,7 +40,10 @@ class LoaderCounters:
     store_error: str | None = None  # the last refusal while it lasts
     lag: int = -1  # journey-events records not loaded yet; -1 until known
     insert_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1_000))
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))  # event -> row, ms
+
+
+# visible(arrivals_ms, visible_ms): rows of input events that arrived at these times are stored now.
+RowsVisible = Callable[[Sequence[int], float], None]
 
 
 class BatchObserver(Protocol):
@@ -74,6 +77,7 @@ class Loader:
         consumer_id: str,
         partitions: int,
         observer: BatchObserver | None = None,
+        visible: RowsVisible | None = None,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
@@ -82,6 +86,7 @@ class Loader:
         self.consumer_id = consumer_id
         self.partitions = partitions
         self.observer = observer
+        self.visible = visible  # event-to-row latency: the process's health (WorkerHealth.rows_written)
         self.counters = LoaderCounters()
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
@@ -221,7 +226,8 @@ class Loader:
             self._until_stored(lambda: self.store.insert_rows(schema.SINK_PROGRESS, progress))
         visible_ms = time.time() * 1000
         counters.insert_seconds.append(time.perf_counter() - started)
-        counters.latencies.extend(visible_ms - ts for ts in source_ts)
+        if self.visible is not None:
+            self.visible(source_ts, visible_ms)
         if self.observer is not None:
             self.observer.stored()
         log.debug(

@@ -48,7 +48,7 @@ class Record:
     snap: int = -1
     rows: Mapping[str, Sequence[Row]] = field(default_factory=dict)
     states: dict[str, bytes] = field(default_factory=dict)
-    source_ts: list[int] = field(default_factory=list)  # Kafka timestamps (ms) of the input records
+    source_ts: list[int] = field(default_factory=list)  # arrival times (ms) of the input records
     snapshot_id: str = ""  # SNAPSHOT: which snapshot a chunk belongs to, and its place in it
     chunk: int = 0
     chunks: int = 1

@@ -70,6 +70,20 @@ def kafka_broker() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextmanager
+def new_kafka_broker() -> Iterator[str]:
+    """A broker that has never seen a topic or a consumer group (for first-start tests), always
+    started here, whatever $TOUCHPATH_KAFKA_BOOTSTRAP says; stopped and deleted on exit."""
+    data_dir = tempfile.mkdtemp(prefix="touchpath-kafka-new-")
+    env = {key: value for key, value in os.environ.items() if key not in _PINNED_PORT_VARS}
+    env["TOUCHPATH_KAFKA_DATA"] = data_dir
+    try:
+        yield _start(env)
+    finally:
+        _local_sh("stop", env, _STOP_TIMEOUT_S)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     """Create `name` with `partitions` partitions unless it exists; wait until all have leaders."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="touchpath-tests")

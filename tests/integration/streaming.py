@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,17 @@ class WorkerProcess:
         )
 
     def health(self) -> dict[str, Any] | None:
-        """The worker's /health answer, or None while it is not serving."""
+        """The worker's /health answer (200 or, starting or degraded, 503), or None while it is not
+        serving."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
                 body: dict[str, Any] = json.loads(answer.read())
                 return body
+        except urllib.error.HTTPError as refusal:
+            if refusal.code != 503:
+                raise
+            refused: dict[str, Any] = json.loads(refusal.read())
+            return refused
         except OSError:
             return None
 

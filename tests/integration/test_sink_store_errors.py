@@ -19,6 +19,8 @@ def test_a_refused_insert_is_retried_and_reported_as_degraded_until_it_lands(tmp
     store = ClickHouseProjectionStore.embedded(tmp_path / "data")  # no schema yet: inserts fail
     loader = Loader(store, bootstrap="unused", topic="je", input_topic="tp", consumer_id="t", partitions=1)
     metrics = WorkerMetrics(loader=loader.counters)
+    metrics.health.partitions_assigned(1)  # a worker past its start: only the store decides
+    metrics.health.state_recovered()
     row = quarantine_row("live", "touchpoints/0", 7, Rejection(BadReason.MALFORMED_JSON, "EOF"), b"{not json")
     record = Record(Kind.BATCH, 0, 7, 8, rows={schema.BAD_EVENTS.name: [row]})
     seen: list[str] = []

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.codec import check_event
+from events.codec import check_contract, check_event
 from events.errors import BadEventError, BadReason, Rejection
 from events.model import TouchpointEvent
 from events.sdk import TouchpathClient
@@ -227,8 +227,8 @@ def test_a_run_keeps_the_good_lines_around_an_overflowing_timestamp(model: Journ
 @given(raw=event_text())
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_the_sdk_takes_and_refuses_what_the_decoder_does(raw: bytes) -> None:
-    """TouchpathClient.validate() on bytes accepts exactly what check_event accepts."""
-    decoded = check_event(raw)
+    """TouchpathClient.validate() on bytes accepts exactly what the contract (check_contract) accepts."""
+    decoded = check_contract(raw)
     with TouchpathClient("kafka:9092", producer_factory=Factory()) as client:
         if isinstance(decoded, Rejection):
             with pytest.raises(BadEventError) as refused:
@@ -248,3 +248,58 @@ def test_the_sdk_refuses_unrepresentable_numbers_in_dicts(number: float) -> None
         assert refused.value.rejection.reason is BadReason.SCHEMA_VIOLATION
         assert refused.value.rejection.field == "attributes"
     assert not factory.producers[0].sent
+
+
+def _nested(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(levels - 1):
+        value = {"n": value}
+    return value
+
+
+REFUSED_BY_HTTP = {
+    "attributes 17 levels deep with the event": {**GOOD, "attributes": _nested(16)},
+    "attributes beyond any parser's depth": {**GOOD, "attributes": _nested(300)},
+    "over 32 KB": {**GOOD, "attributes": {"blob": "x" * (33 * 1024)}},
+    "NaN": {**GOOD, "attributes": {"amount": float("nan")}},
+    "unknown touchpoint": {**GOOD, "touchpoint": "web.teleport"},
+    "touchpoint on another channel": {**GOOD, "channel": "store"},
+    "no customer": {name: value for name, value in GOOD.items() if name != "customer_id"},
+    "time without offset": {**GOOD, "occurred_at": "2026-03-02T10:00:00"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BY_HTTP))
+def test_the_sdk_refuses_what_http_refuses_with_the_same_reason_and_field(
+    model: JourneyModel, case: str
+) -> None:
+    """An event POST /v1/events refuses is refused by the SDK before sending, as a dict or as bytes,
+    with the same typed reason and field (one contract check: nesting depth, size, registry)."""
+    event = REFUSED_BY_HTTP[case]
+    body = json.dumps(event).encode()
+    batch = split_events(body, "application/json", IngestLimits(), model.registry)
+    assert isinstance(batch, Batch)
+    (refused,) = batch.refused
+    expected = (refused.rejection.reason, refused.rejection.field)
+    factory = Factory()
+    with TouchpathClient("kafka:9092", registry=model.registry, producer_factory=factory) as client:
+        for form in (event, body):
+            with pytest.raises(BadEventError) as error:
+                client.emit(form)
+            assert (error.value.rejection.reason, error.value.rejection.field) == expected, form
+    assert not factory.producers[0].sent
+
+
+def test_the_sdk_checks_a_model_it_is_given_as_http_checks_its_bytes(model: JourneyModel) -> None:
+    """A TouchpointEvent built in code is held to the same contract: nested too deep, refused."""
+    deep = TouchpointEvent.model_validate({**GOOD, "attributes": _nested(16)})
+    factory = Factory()
+    with TouchpathClient("kafka:9092", registry=model.registry, producer_factory=factory) as client:
+        with pytest.raises(BadEventError) as error:
+            client.emit(deep)
+        assert (error.value.rejection.reason, error.value.rejection.field) == (
+            BadReason.SCHEMA_VIOLATION,
+            "attributes",
+        )
+        assert client.emit(TouchpointEvent.model_validate(GOOD)).result(timeout=1).offset == 0
+    assert len(factory.producers[0].sent) == 1

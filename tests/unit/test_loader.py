@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from events.errors import BadReason, Rejection
 from projections import schema
 from projections.intake import quarantine_row
 from streams.store.fake import InMemoryProjectionStore
+from streams.worker.health import WorkerHealth
 from streams.worker.loader import Loader
 from streams.worker.quarantine import rejection_of
 from streams.worker.records import Kind, Record, encode
@@ -75,3 +78,26 @@ def test_a_reason_this_version_does_not_know_is_kept_as_a_schema_violation_namin
     }
     rejection = rejection_of(headers)
     assert (rejection.reason, rejection.detail) == (BadReason.SCHEMA_VIOLATION, "brand_new_reason: something")
+
+
+def test_latency_runs_from_each_events_arrival_at_the_journey_worker_to_its_rows_being_stored() -> None:
+    """The loader reports the arrival times its batches carry: events that arrived after this
+    process started are latency samples, those of a batch folded before it (a backlog loaded after
+    a loader restart) are not, so a restart does not show as latency."""
+    store = InMemoryProjectionStore()
+    store.create_schema()
+    started_ms = 1_700_000_000_000
+    health = WorkerHealth(started_ms)
+    loader = Loader(
+        store, bootstrap="unused", topic="je", input_topic="tp", consumer_id="test", partitions=3,
+        visible=health.rows_written,
+    )  # fmt: skip
+    before, after = [started_ms - 60_000], [started_ms + 1_000, started_ms + 1_100, started_ms + 1_300]
+    rows = {schema.TOUCHPOINT_EVENTS.name: [_event("e-1")]}
+    old = encode(Record(Kind.BATCH, 2, 0, 1, stream_time=0, rows=rows, source_ts=before))
+    new = encode(Record(Kind.BATCH, 2, 1, 4, stream_time=0, rows=rows, source_ts=after))
+    loader.load([(2, 0, old, 0), (2, 1, new, 0)])
+    body = health.body(store_error=None, rebalancing=False)
+    assert body["latency_samples"] == len(after)
+    # All stored at one moment: the spread of the samples is the spread of the arrivals.
+    assert body["latency_ms_p99"] - body["latency_ms_p50"] == pytest.approx(100.0, abs=0.2)

@@ -1,0 +1,445 @@
+//! Per-customer journey state and the per-event fold: a port of projections/customer.py
+//! (segmenting events into instances, late and out-of-order placement, timeouts, forgetting).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::fxhash::{FastMap, FastSet};
+
+use crate::alignment::{Journey, Occurrence};
+use crate::blake2b;
+use crate::signals::FrictionSettings;
+
+/// What the engine keeps of an accepted event (projections.occurrence.Occurrence).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub core: Occurrence, // ts, event_id, touchpoint, channel
+    pub outcome: Option<Rc<str>>,
+    pub persona: Option<Rc<str>>,
+    pub employee_id: Option<String>,
+    pub survey_kind: Option<Rc<str>>,
+    pub survey_score: Option<i64>,
+}
+
+impl AsRef<Occurrence> for Event {
+    fn as_ref(&self) -> &Occurrence {
+        &self.core
+    }
+}
+
+impl Event {
+    fn key(&self) -> (i64, &str) {
+        (self.core.ts, &self.core.event_id)
+    }
+}
+
+/// A compiled journey with what segmenting needs beside the alignment tables.
+#[derive(Debug, Clone)]
+pub struct JourneySpec {
+    pub id: String,
+    pub version: i64,
+    pub abandon_after_ms: i64,
+    pub entry: FastSet<String>,
+    pub goal: FastSet<String>,
+    pub last_step: FastSet<String>,
+    pub shortest_ideal_length: u32,
+    pub core: Journey,
+}
+
+/// Everything the fold needs of projections.journeys.JourneyModel.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub journeys: Vec<JourneySpec>,
+    pub by_persona: FastMap<String, Vec<usize>>,
+    pub default_persona: String,
+    pub channel_of: FastMap<String, String>,
+    pub owner_of: FastMap<String, String>,
+    pub allowed_lateness: i64,
+    pub friction: FrictionSettings,
+    /// Touchpoint and channel names, shared by every event that names them.
+    pub names: FastSet<Rc<str>>,
+}
+
+impl Model {
+    pub fn persona_known(&self, persona: Option<&str>) -> bool {
+        persona.is_some_and(|p| self.by_persona.contains_key(p))
+    }
+
+    /// The shared copy of a touchpoint or channel name (at most a few thousand are kept).
+    pub fn intern(&mut self, name: &str) -> Rc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Rc<str> = Rc::from(name);
+        if self.names.len() < 10_000 {
+            self.names.insert(shared.clone());
+        }
+        shared
+    }
+
+    /// The persona's journey that this touchpoint enters, else the persona's first journey.
+    pub fn journey_for(&self, persona: &str, touchpoint: &str) -> usize {
+        let candidates = match self.by_persona.get(persona) {
+            Some(list) if !list.is_empty() => list,
+            _ => &self.by_persona[&self.default_persona],
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|&j| self.journeys[j].entry.contains(touchpoint))
+            .unwrap_or(candidates[0])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closure {
+    FinalStep,
+    NextJourney,
+    Idle,
+    Timeout,
+}
+
+impl Closure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closure::FinalStep => "final_step",
+            Closure::NextJourney => "next_journey",
+            Closure::Idle => "idle",
+            Closure::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    InProgress,
+    Completed,
+    Abandoned,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+            Status::Abandoned => "abandoned",
+        }
+    }
+}
+
+fn hash_id(event_id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<crate::fxhash::FxHasher>::default().hash_one(event_id)
+}
+
+/// Deterministic instance id: the same first event always opens the same instance.
+pub fn instance_id_of(customer_id: &str, first_event_id: &str) -> String {
+    blake2b::hex8(&[customer_id.as_bytes(), b"\x00", first_event_id.as_bytes()])
+}
+
+/// One customer's run through one journey; costs kept as base + interned relative vector.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub instance_id: String,
+    pub journey: usize,
+    pub persona: String,
+    pub events: Vec<Event>,
+    pub base: u32,
+    pub relative: u32,
+    pub goal_reached: bool,
+    pub closure: Option<Closure>,
+    /// Rows of (deviations, friction, delight) last written: shrinking lists need tombstones.
+    pub emitted: [usize; 3],
+    pub written: bool,
+    pub dirty: bool,
+}
+
+impl Instance {
+    pub fn status(&self) -> Status {
+        if self.goal_reached {
+            Status::Completed
+        } else if self.closure.is_some() {
+            Status::Abandoned
+        } else {
+            Status::InProgress
+        }
+    }
+
+    /// Closed with the goal reached: every remaining required step counts as missing.
+    pub fn full_alignment(&self) -> bool {
+        self.goal_reached && self.closure.is_some()
+    }
+
+    /// Least alignment cost (Instance.cost).
+    pub fn cost(&self, model: &Model) -> u32 {
+        if self.full_alignment() {
+            let relative = model.journeys[self.journey].core.relative(self.relative);
+            return self.base + relative.last().copied().unwrap_or(0);
+        }
+        self.base + u32::from(self.status() == Status::Abandoned)
+    }
+
+    fn last(&self) -> &Event {
+        self.events.last().expect("an instance holds at least one event")
+    }
+
+    /// Events at or after this time cannot join this instance.
+    pub fn end_bound(&self, model: &Model) -> i64 {
+        let last = self.last().core.ts;
+        match self.closure {
+            Some(Closure::Idle | Closure::Timeout) => {
+                last + model.journeys[self.journey].abandon_after_ms + 1
+            }
+            _ => last + 1,
+        }
+    }
+}
+
+pub const NEVER: i64 = -(1 << 62);
+
+/// Everything the engine remembers of one customer (CustomerState).
+#[derive(Debug, Clone)]
+pub struct CustomerState {
+    pub customer_id: String,
+    pub instances: Vec<Instance>,
+    /// The ids of the retained events (CustomerState.seen), kept as hash -> how many retained
+    /// events have it; a hit is confirmed against the events themselves, so it stays exact.
+    pub seen: FastMap<u64, u32>,
+    pub frontier: i64,
+    pub persona_before: Option<String>,
+    pub revision: u64,
+    pub stream_time: i64,
+    pub events_accepted: u64,
+    pub retired: Vec<Instance>,
+}
+
+impl CustomerState {
+    pub fn new(customer_id: String) -> Self {
+        CustomerState {
+            customer_id,
+            instances: Vec::new(),
+            seen: FastMap::default(),
+            frontier: NEVER,
+            persona_before: None,
+            revision: 0,
+            stream_time: NEVER,
+            events_accepted: 0,
+            retired: Vec::new(),
+        }
+    }
+
+    /// Whether a retained event has this id.
+    pub fn holds(&self, event_id: &str) -> bool {
+        self.instances.iter().flat_map(|i| &i.events).any(|e| e.core.event_id == event_id)
+    }
+
+    pub fn open_instance(&self) -> Option<&Instance> {
+        self.instances.last().filter(|i| i.closure.is_none())
+    }
+}
+
+fn persona_of(model: &Model, event: &Event, known: Option<String>) -> String {
+    match &event.persona {
+        Some(p) if model.by_persona.contains_key(&**p) => p.to_string(),
+        _ => known.unwrap_or_else(|| model.default_persona.clone()),
+    }
+}
+
+fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<String>) -> Instance {
+    let persona = persona_of(model, event, known);
+    let journey = model.journey_for(&persona, &event.core.touchpoint);
+    let (base, relative) = model.journeys[journey].core.start();
+    Instance {
+        instance_id: instance_id_of(customer_id, &event.core.event_id),
+        journey,
+        persona,
+        events: Vec::new(),
+        base,
+        relative,
+        goal_reached: false,
+        closure: None,
+        emitted: [0; 3],
+        written: false,
+        dirty: true,
+    }
+}
+
+fn append(instance: &mut Instance, model: &mut Model, event: Event) {
+    let journey = &mut model.journeys[instance.journey];
+    let touchpoint = &*event.core.touchpoint;
+    (instance.base, instance.relative) =
+        journey.core.advance_cached((instance.base, instance.relative), touchpoint);
+    if journey.goal.contains(touchpoint) {
+        instance.goal_reached = true;
+    }
+    if instance.goal_reached && journey.last_step.contains(touchpoint) {
+        instance.closure = Some(Closure::FinalStep);
+    }
+    instance.dirty = true;
+    instance.events.push(event);
+}
+
+/// Whether an event that follows an open instance in time starts a new one, and why.
+fn boundary(instance: &Instance, model: &Model, event: &Event) -> Option<Closure> {
+    let journey = &model.journeys[instance.journey];
+    if event.core.ts - instance.last().core.ts > journey.abandon_after_ms {
+        return Some(Closure::Idle);
+    }
+    if instance.goal_reached && journey.entry.contains(&*event.core.touchpoint) {
+        return Some(Closure::NextJourney);
+    }
+    None
+}
+
+/// The customer's last known persona after an instance.
+fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&str>) -> Option<String> {
+    let Some(instance) = instance else { return before.map(str::to_string) };
+    for event in instance.events.iter().rev() {
+        if model.persona_known(event.persona.as_deref()) {
+            return event.persona.as_deref().map(str::to_string);
+        }
+    }
+    Some(instance.persona.clone())
+}
+
+/// Fold an event that comes after every retained event.
+fn place_in_order(state: &mut CustomerState, model: &mut Model, event: Event) {
+    let mut opens = true;
+    if let Some(current) = state.instances.last_mut() {
+        if current.closure == Some(Closure::Timeout) {
+            // The watermark closed it; the boundary rules decide again now that an event came.
+            current.closure = None;
+            current.dirty = true;
+        }
+        if current.closure.is_none() {
+            if let Some(reason) = boundary(current, model, &event) {
+                current.closure = Some(reason);
+                current.dirty = true;
+            }
+        }
+        opens = current.closure.is_some();
+    }
+    if opens {
+        let known = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+        let instance = start(&state.customer_id, model, &event, known);
+        state.instances.push(instance);
+    }
+    let current = state.instances.last_mut().expect("just ensured");
+    append(current, model, event);
+}
+
+/// Recompute every retained instance from its events in (time, id) order (resegment).
+fn resegment(state: &mut CustomerState, model: &mut Model, watermark: i64) {
+    let old = std::mem::take(&mut state.instances);
+    for event in old.iter().flat_map(|i| i.events.iter()) {
+        place_in_order(state, model, event.clone());
+    }
+    expire(state, model, watermark);
+    let position: HashMap<&str, usize> =
+        old.iter().enumerate().map(|(n, i)| (i.instance_id.as_str(), n)).collect();
+    let mut survived = vec![false; old.len()];
+    for instance in &mut state.instances {
+        if let Some(&n) = position.get(instance.instance_id.as_str()) {
+            if !survived[n] {
+                survived[n] = true;
+                instance.emitted = old[n].emitted;
+                instance.written = old[n].written;
+            }
+        }
+    }
+    drop(position);
+    state.retired.extend(old.into_iter().zip(survived).filter(|(_, kept)| !kept).map(|(i, _)| i));
+}
+
+/// What folding an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Accepted,
+    Duplicate,
+    TooLate,
+}
+
+/// Fold a new event into the customer's state, in event-time order whatever the arrival order.
+pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, watermark: i64) -> Placement {
+    let id_hash = hash_id(&event.core.event_id);
+    if state.seen.contains_key(&id_hash) && state.holds(&event.core.event_id) {
+        return Placement::Duplicate;
+    }
+    if event.core.ts < state.frontier {
+        return Placement::TooLate;
+    }
+    *state.seen.entry(id_hash).or_insert(0) += 1;
+    state.events_accepted += 1;
+    state.revision += 1;
+    let in_order = match state.instances.last() {
+        None => true,
+        Some(instance) => event.key() > instance.last().key(),
+    };
+    if in_order {
+        place_in_order(state, model, event);
+        return Placement::Accepted;
+    }
+    // Out of order: insert into the retained events and recompute the affected instances.
+    let key = event.key();
+    let target = state
+        .instances
+        .iter()
+        .position(|i| key < i.last().key())
+        .expect("the event sorts before the last retained event");
+    let events = &mut state.instances[target].events;
+    let at = events.partition_point(|e| e.key() <= key);
+    events.insert(at, event);
+    resegment_from(state, model, watermark, target);
+    Placement::Accepted
+}
+
+fn resegment_from(state: &mut CustomerState, model: &mut Model, watermark: i64, index: usize) {
+    // The event may belong to the previous instance's idle gap, so start one earlier.
+    let start = index.saturating_sub(1);
+    let tail_instances = state.instances.split_off(start);
+    let mut tail = CustomerState::new(state.customer_id.clone());
+    tail.persona_before = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+    tail.instances = tail_instances;
+    resegment(&mut tail, model, watermark);
+    state.instances.append(&mut tail.instances);
+    state.retired.append(&mut tail.retired);
+}
+
+/// Close the open instance when nothing happened within abandon_after up to the watermark.
+pub fn expire(state: &mut CustomerState, model: &Model, watermark: i64) -> bool {
+    let Some(current) = state.instances.last_mut() else { return false };
+    if current.closure.is_some() {
+        return false;
+    }
+    if watermark - current.last().core.ts > model.journeys[current.journey].abandon_after_ms {
+        current.closure = Some(Closure::Timeout);
+        current.dirty = true;
+        state.revision += 1;
+        return true;
+    }
+    false
+}
+
+/// Drop closed, already-written instances that ended before the horizon; returns how many.
+pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) -> usize {
+    let mut dropped = 0;
+    while let Some(first) = state.instances.first() {
+        if first.closure.is_none() || first.dirty || first.end_bound(model) >= horizon {
+            break;
+        }
+        let gone = state.instances.remove(0);
+        state.frontier = state.frontier.max(gone.end_bound(model));
+        state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_deref());
+        for event in &gone.events {
+            let id_hash = hash_id(&event.core.event_id);
+            if let Some(count) = state.seen.get_mut(&id_hash) {
+                *count -= 1;
+                if *count == 0 {
+                    state.seen.remove(&id_hash);
+                }
+            }
+        }
+        dropped += 1;
+    }
+    dropped
+}

@@ -1,0 +1,181 @@
+"""NativeEngine: the journey engine's fold and rendering in Rust, with JourneyEngine's interface and rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from events.errors import BadReason, Rejection
+from events.model import TouchpointEvent
+from projections.engine import EngineCounters, Row, RowBatch
+from projections.journeys import Journey, JourneyModel
+from projections.native import native_module
+from projections.occurrence import Occurrence
+
+ACCEPTED, DUPLICATE, TOO_LATE = 0, 1, 2  # what the native accept() returns
+REFUSED, FALLBACK = 0, 1  # the exceptions of the native feed_raw()
+TOO_LATE_DETAIL = "older than the allowed lateness; this customer's journey there is already final"
+
+
+def _journey_tables(journey: Journey) -> tuple[Any, ...]:
+    """A compiled journey as the native core takes it (projections.journeys.compile_journey's tables)."""
+    steps = [
+        (step.name, sorted(step.touchpoints), step.primary, step.primary_channel,
+         step.optional, step.repeatable, step.within_ms, step.goal)
+        for step in journey.steps
+    ]  # fmt: skip
+    return (
+        journey.id,
+        journey.version,
+        journey.abandon_after_ms,
+        steps,
+        {touchpoint: list(indexes) for touchpoint, indexes in journey.step_of.items()},
+        list(journey.skip_cost),
+        list(journey.initial_costs),
+        sorted(journey.entry_touchpoints),
+        sorted(journey.goal_touchpoints),
+        sorted(journey.final_touchpoints),
+        journey.shortest_ideal_length,
+    )
+
+
+def _batch(tables: dict[str, list[Row]], batch: RowBatch | None = None) -> RowBatch:
+    batch = RowBatch() if batch is None else batch
+    for name, rows in tables.items():
+        batch.rows[name].extend(rows)
+    return batch
+
+
+class NativeEngine:
+    """JourneyEngine's behaviour with the fold, alignment, signals and rows computed in Rust.
+
+    The Python side keeps the registry check (so rejections read the same) and the counters;
+    customer states live in the native core, so this engine neither takes nor exposes them
+    (resuming kept states needs the Python engine for now).
+    """
+
+    def __init__(self, model: JourneyModel, scenario: str = "live") -> None:
+        self.model = model
+        self.scenario = scenario
+        self.counters = EngineCounters()
+        index = {id(journey): n for n, journey in enumerate(model.journeys)}
+        friction = model.settings.friction
+        self._inner = native_module().Engine(
+            scenario,
+            [_journey_tables(journey) for journey in model.journeys],
+            {persona: [index[id(j)] for j in journeys] for persona, journeys in model.by_persona.items()},
+            model.default_persona,
+            dict(model.channel_of),
+            dict(model.owner_of),
+            model.settings.allowed_lateness,
+            (friction.repeat_window, friction.escalation_lookback, friction.survey_lookback),
+        )
+        self._channel_of = model.channel_of
+        self._personas = model.by_persona
+
+    @property
+    def watermark(self) -> int:
+        """The latest event time seen or the watermark advanced to."""
+        return int(self._inner.watermark)
+
+    def check(self, event: TouchpointEvent) -> Rejection | None:
+        """Definitions verdict for an event (unknown touchpoint or persona, wrong channel), unfolded."""
+        return self.model.check(event)
+
+    def accept(self, event: TouchpointEvent, stream_time: int | None = None) -> Rejection | None:
+        """JourneyEngine.accept: fold one decoded event, or return why it goes to quarantine."""
+        counters = self.counters
+        counters.received += 1
+        persona = event.persona
+        if self._channel_of.get(event.touchpoint) != event.channel or (
+            persona is not None and persona not in self._personas
+        ):
+            rejection = self.model.check(event)
+            if rejection is not None:
+                counters.bad += 1
+                return rejection
+        survey = event.survey
+        outcome = event.outcome
+        placement = self._inner.accept(
+            event.occurred_ms, event.event_id, event.customer_id, event.touchpoint, event.channel,
+            outcome.value if outcome is not None else None, persona, event.employee_id,
+            survey.kind.value if survey is not None else None,
+            survey.score if survey is not None else None,
+            survey.comment if survey is not None else None,
+            orjson.dumps(event.attributes).decode() if event.attributes else "{}",
+            event.source, stream_time,
+        )  # fmt: skip
+        if placement == TOO_LATE:
+            counters.bad += 1
+            return Rejection(BadReason.TOO_LATE, TOO_LATE_DETAIL, "occurred_at")
+        counters.accepted += 1
+        if placement == DUPLICATE:
+            counters.duplicates += 1
+        return None
+
+    def feed_raw(
+        self, lines: list[bytes], not_after_ms: int | None, max_depth: int
+    ) -> list[tuple[int, int, tuple[str, str, str | None] | None]]:
+        """Decode, check and fold raw records natively (one stream, no partitions).
+
+        Returns the exceptions in order: (index, REFUSED, (reason, detail, field)) for a record the
+        contract refuses, already counted as bad; (index, FALLBACK, None) for one that must go
+        through Intake.offer (a registry, persona, future, depth or lateness refusal), not counted.
+        """
+        exceptions, (received, accepted, duplicates, bad) = self._inner.feed_raw(
+            lines, not_after_ms, max_depth
+        )
+        counters = self.counters
+        counters.received += received
+        counters.accepted += accepted
+        counters.duplicates += duplicates
+        counters.bad += bad
+        return exceptions  # type: ignore[no-any-return]
+
+    def count_bad(self) -> None:
+        """Count a record rejected before it reached the engine (undecodable, schema)."""
+        self.counters.received += 1
+        self.counters.bad += 1
+
+    def replay_customer(
+        self, customer_id: str, occurrences: Iterable[Occurrence], batch: RowBatch | None = None
+    ) -> RowBatch:
+        """JourneyEngine.replay_customer: fold one customer's history and render it (into batch)."""
+        events = list(occurrences)
+        tables, duplicates = self._inner.replay_customer(customer_id, events)
+        self.counters.received += len(events)
+        self.counters.accepted += len(events)
+        self.counters.duplicates += duplicates
+        return _batch(tables, batch)
+
+    def advance(self, watermark: int) -> None:
+        """Move time forward: close instances idle for longer than their abandon_after."""
+        self._inner.advance(watermark)
+
+    def drain(self) -> RowBatch:
+        """Rows for every event accepted and every instance changed since the last drain."""
+        return _batch(self._inner.drain())
+
+    def drain_columns(self) -> dict[str, tuple[int, list[tuple[object, ...]]]]:
+        """drain() as column buffers in Arrow's layout, per table with rows: (row count, columns in
+        the table's order, each (type, validity bitmap or None, buffers...)); no object per row."""
+        return self._inner.drain_columns()  # type: ignore[no-any-return]
+
+    def drain_rows(self) -> list[tuple[str, RowBatch]]:
+        """Per customer changed since the last drain: its id and its new rows (drain_updates
+        without the states, which stay in the native core)."""
+        return [(customer, _batch(tables)) for customer, tables in self._inner.drain_updates()]
+
+    def forget_cached(self) -> None:
+        """Drop pending deadlines, changes and event rows."""
+        self._inner.forget_cached()
+
+    def open_instances(self) -> int:
+        """How many journey instances are open now."""
+        return int(self._inner.open_instances())
+
+    def customer_count(self) -> int:
+        """How many customers the engine holds state for."""
+        return int(self._inner.customers())
