@@ -119,7 +119,7 @@ def _trivial_faust(bootstrap: str, topic: str, events: int, prefix: str, tmp: Pa
 
 def _health(port: int) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             body: dict[str, Any] = json.loads(answer.read())
             return body
     except urllib.error.HTTPError as refusal:  # 503 while starting or degraded: same JSON body
@@ -146,7 +146,7 @@ class _Fleet:
             "TOUCHPATH_PARTITIONS": str(PARTITIONS),
             "TOUCHPATH_LOG_LEVEL": "warning",
         }
-        self.cpu = 0.0
+        self.cpu: dict[str, float] = {}
         roles = ["all"] if workers == 1 else ["loader"] + ["journeys"] * workers
         self.members: list[tuple[str, int, subprocess.Popen[bytes]]] = []
         for number, role in enumerate(roles):
@@ -158,13 +158,13 @@ class _Fleet:
                 (role, port, subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO))
             )
 
-    def cpu_seconds(self) -> float:
-        """CPU time the members have used so far (every thread; Linux /proc)."""
-        total = 0
-        for _, _, process in self.members:
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each role's members have used so far (every thread; Linux /proc)."""
+        ticks: dict[str, int] = {}
+        for role, _, process in self.members:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return total / os.sysconf("SC_CLK_TCK")
+            ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])  # utime, stime
+        return {role: count / os.sysconf("SC_CLK_TCK") for role, count in ticks.items()}
 
     def figures(self) -> tuple[int, int, int, dict[str, Any]]:
         """(events folded, lag, input partitions owned, the loading member's /health; with journey
@@ -193,7 +193,7 @@ class _Fleet:
         cpu holds the members' CPU seconds between those two moments."""
         first: float | None = None
         done = 0.0
-        cpu_first = 0.0
+        cpu_first: dict[str, float] = {}
         quiet = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,7 +204,8 @@ class _Fleet:
             if folded >= events and lag == 0 and owned == PARTITIONS:
                 quiet += 1
                 if quiet == 1:
-                    done, self.cpu = now, self.cpu_seconds() - cpu_first
+                    done = now
+                    self.cpu = {role: s - cpu_first.get(role, 0.0) for role, s in self.cpu_seconds().items()}
                 if quiet >= 3 and first is not None:
                     return first, done, loading
             else:
@@ -281,7 +282,8 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         fleet = _Fleet(bootstrap, prefix, tmp, workers)
         try:
             first, done, _ = fleet.wait(len(lines), timeout=3600)
-            worker_cpu_rate = len(lines) / max(fleet.cpu, 1e-9)
+            worker_cpu_rate = len(lines) / max(sum(fleet.cpu.values()), 1e-9)
+            cpu_by_role = {role: round(seconds, 1) for role, seconds in fleet.cpu.items()}
             produced = _produced(bootstrap, prefix, names)
             print(f"paced phase: {len(paced):,} events at 1,000/s for latency ...", file=sys.stderr)
             _produce(bootstrap, names.touchpoints, paced, rate=1000.0)
@@ -305,6 +307,7 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         "trivial_faust_events_per_cpu_s": round(trivial_cpu_rate),
         "worker_events_per_cpu_s": round(worker_cpu_rate),
         "worker_to_trivial_faust_cpu_ratio": round(worker_cpu_rate / trivial_cpu_rate, 3),
+        "worker_cpu_seconds_by_role": cpu_by_role,
         "messages_produced": messages,
         "messages_per_input_event": round(messages / len(lines), 4),
         "messages_by_topic": {topic.removeprefix(prefix): count for topic, count in produced.items()},

@@ -13,9 +13,8 @@ from events.errors import TouchpathError
 
 TOUCHPOINTS = "touchpoints"  # input; key = customer_id
 BAD = "touchpoints.bad"  # quarantine: original bytes, typed reason, source offset
-JOURNEY_EVENTS = "touchpath.journey-events"  # derived: steps, deviations, friction, corrections
+JOURNEY_EVENTS = "touchpath.journey-events"  # derived: per-batch records (rows, journey states)
 ALERTS = "touchpath.alerts"  # friction spike alerts, key = touchpoint
-FRICTION_BY_TOUCHPOINT = "touchpath.friction-by-touchpoint"  # internal: detector input, key = touchpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,23 +25,20 @@ class TopicNames:
     bad: str = BAD
     journey_events: str = JOURNEY_EVENTS
     alerts: str = ALERTS
-    friction_by_touchpoint: str = FRICTION_BY_TOUCHPOINT
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
         """Names with a prefix, e.g. 'staging.' -> 'staging.touchpoints'."""
-        return cls(
-            *(prefix + name for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS, FRICTION_BY_TOUCHPOINT))
-        )
+        return cls(*(prefix + name for name in (TOUCHPOINTS, BAD, JOURNEY_EVENTS, ALERTS)))
 
     def all(self) -> tuple[str, ...]:
         """Every topic name."""
-        return (self.touchpoints, self.bad, self.journey_events, self.alerts, self.friction_by_touchpoint)
+        return (self.touchpoints, self.bad, self.journey_events, self.alerts)
 
 
-# Records the worker writes can exceed Kafka's 1 MB default: a long customer history in one update, a
-# touchpoint's detector record holding observations while a partition lags. A record over the limit
-# would stop Faust's producer, and with it the worker, so topics and producer allow this much.
+# Records the worker writes can exceed Kafka's 1 MB default (a batch's rows and states, a snapshot
+# chunk). A record over the limit would stop Faust's producer, and with it the worker, so topics and
+# producer allow this much.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 TOPIC_CONFIGS = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 

@@ -38,6 +38,7 @@ log = structlog.get_logger("touchpath.worker")
 JOURNEY_BATCH = 5_000  # input records per batch (one journey-events record per partition and batch)
 BATCH_WITHIN_S = 0.2
 TICK_SECONDS = 1.0
+STALE_S = 15.0  # end offsets older than this: /health reports no lag figure
 ELSEWHERE_EVERY_S = 3.0  # how often a worker without every partition reads the others' event time
 
 
@@ -80,6 +81,7 @@ def create_app(
     """The Faust app of a journeys (or all-in-one) worker; topics must exist (topics.ensure_topics)."""
     health = WorkerHealth() if health is None else health
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a journeys-only worker opens no store there
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -162,6 +164,9 @@ def create_app(
             await agent.process(records, assigned())
 
     looked = {"at": 0.0}  # when the other partitions' event time was read last
+    # The input's end offsets as the last tick read them: /health answers from these, since asking
+    # the consumer thread can take seconds (and a health check must not).
+    seen: dict[str, Any] = {"highwaters": None, "at": 0.0}
 
     async def tick() -> None:
         if app.rebalancing or app.in_recovery:
@@ -172,6 +177,7 @@ def create_app(
             highwaters = await app.consumer.highwaters(*tps) if tps else {}
         except Exception:
             return
+        seen["highwaters"], seen["at"] = dict(highwaters), time.monotonic()
         elsewhere = None
         now = time.monotonic()
         if owned != set(range(settings.partitions)) and now - looked["at"] >= ELSEWHERE_EVERY_S:
@@ -192,7 +198,7 @@ def create_app(
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
         _note_loader(metrics, loader)
-        lag = await _lag(app, metrics, names)
+        lag = _lag(app, metrics, seen)
         moving = bool(app.rebalancing or app.in_recovery)
         body = health_body(metrics, lag, _assigned(app, names.touchpoints), moving)
         return web.json(body, status=Status(body["status"]).http_code)
@@ -200,7 +206,7 @@ def create_app(
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         _note_loader(metrics, loader)
-        lag = await _lag(app, metrics, names)
+        lag = _lag(app, metrics, seen)
         return web.text(_prometheus(metrics, lag), content_type="text/plain; version=0.0.4")
 
     return app
@@ -242,17 +248,11 @@ def _note_loader(metrics: WorkerMetrics, loader: Loader | None) -> None:
     metrics.health.agent_crashed("loader", loader.failed)
 
 
-async def _lag(app: Any, metrics: WorkerMetrics, names: topics.TopicNames) -> int:
-    """Records not yet processed: input not yet published as batches plus batches not yet loaded;
-    -1 until the worker is ready."""
-    if app.rebalancing or app.in_recovery:
-        return -1
-    try:
-        assignment = [tp for tp in app.consumer.assignment() if tp.topic == names.touchpoints]
-        if not assignment:
-            return -1
-        highwaters = await app.consumer.highwaters(*assignment)
-    except Exception:
+def _lag(app: Any, metrics: WorkerMetrics, seen: dict[str, Any]) -> int:
+    """Records not yet processed: input not yet published as batches (against the end offsets the
+    last tick read) plus batches not yet loaded; -1 until the worker is ready."""
+    highwaters = seen["highwaters"]
+    if app.rebalancing or app.in_recovery or not highwaters or time.monotonic() - seen["at"] > STALE_S:
         return -1
     total = 0
     processed = metrics.journeys.processed if metrics.journeys is not None else {}

@@ -31,6 +31,8 @@ log = structlog.get_logger("touchpath.worker.journeys")
 NEVER = -(2**62)  # the engine's watermark before any event
 
 PROGRESS_REPEAT_S = 15.0
+STALL_S = 20.0  # input waiting this long without Faust delivering any of it is read back
+STALL_READ = 20_000  # records read back per partition and tick
 
 # publish(partition, value) -> a future of the broker's RecordMetadata (with the record's offset).
 Publish = Callable[[int, bytes], Awaitable[Awaitable[Any]]]
@@ -106,6 +108,7 @@ class JourneyAgent:
         self.progress_sent: dict[int, tuple[int, float]] = {}
         self._pending_quarantine: list[tuple[Incoming, Rejection]] = []
         self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
+        self.delivered_at: dict[int, float] = {}  # per partition: when Faust last handed a record over
 
     # -- partitions ------------------------------------------------------------------------------
     async def own(self, assigned: set[int]) -> None:
@@ -128,6 +131,7 @@ class JourneyAgent:
             self.source_ts,
             self.bad_rows,
             self.progress_sent,
+            self.delivered_at,
         ):
             store.pop(partition, None)
 
@@ -163,6 +167,7 @@ class JourneyAgent:
             guard, counters = self.guard, self.counters
             for record in batch:
                 partition, offset = record.partition, record.offset
+                self.delivered_at[partition] = time.monotonic()
                 verdict = guard.check(partition, offset)
                 if verdict is Verdict.SEEN:
                     counters.redelivered += 1
@@ -236,13 +241,38 @@ class JourneyAgent:
         async with self.lock:
             await self._settle()
             await self.own(assigned)
+            stalled = await self._read_stalled(highwaters)
+            if stalled and self.placement is not None:
+                await self.placement.settle()  # records read back and sent home are in Kafka first
             if elsewhere is not None and self.owned:
                 self.engine.advance(elsewhere)
-            await self._publish(set())
+            await self._publish(stalled)
             if self.owned and self.engine.watermark > NEVER:
                 self.counters.event_time = self.engine.watermark
             await self._report_progress(highwaters)
             await self._settle()
+
+    async def _read_stalled(self, highwaters: dict[int, int]) -> set[int]:
+        """Fold, read back, input that Faust has not delivered for STALL_S although it is there.
+
+        After some rebalances faust-streaming leaves an assigned partition unfetched (it logs
+        "exception performing seek when flow not active"); the partition's chain says where to
+        read from, so the worker reads on with a plain consumer. If Faust delivers the records
+        later after all, they are below the chain's next offset and skipped.
+        """
+        now = time.monotonic()
+        stalled: set[int] = set()
+        for partition in sorted(self.owned):
+            start, end = self.guard.next.get(partition), highwaters.get(partition, 0)
+            if start is None or end <= start:
+                self.delivered_at[partition] = now
+                continue
+            if now - self.delivered_at.setdefault(partition, now) < STALL_S:
+                continue
+            log.warning("worker.partition_stalled", partition=partition, first=start, last=end - 1)
+            await self._fill_gap(partition, start, min(end, start + STALL_READ))
+            stalled.add(partition)
+        return stalled
 
     async def _publish(self, partitions: set[int]) -> None:
         batches: dict[int, RowBatch] = defaultdict(RowBatch)

@@ -27,10 +27,6 @@ LAG_EVERY_S = 0.25
 IDLE_FLUSH_S = 2.0
 
 
-class StoreRefused(Protocol):
-    """What the loader does while the store refuses writes (retry; /health says degraded)."""
-
-
 @dataclass(slots=True)
 class LoaderCounters:
     """What the loader did, for /health and /metrics."""
