@@ -12,6 +12,7 @@ from events.model import EPOCH, ONE_MS
 from projections import schema
 from projections.journeys import JourneyModel
 from streams.bench.engine import simulated_lines
+from streams.common.engines import EngineKind
 from streams.common.progress import Progress
 from streams.replay.history import replay_from_clickhouse
 from streams.store import arrow_rows
@@ -68,14 +69,21 @@ def load_history(store: ClickHouseProjectionStore, model: JourneyModel, events: 
 
 
 def bench_replay(
-    store: ClickHouseProjectionStore, model: JourneyModel, events: int, workers: int | None = None
+    store: ClickHouseProjectionStore,
+    model: JourneyModel,
+    events: int,
+    workers: int | None = None,
+    engine_kind: EngineKind = "python",
 ) -> dict[str, Any]:
     """Record simulated history, then time one replay of it from ClickHouse (reading, engine, writing)."""
     load_history(store, model, events)
-    stats = replay_from_clickhouse(store, model, "bench-replay", workers=workers, journeys_file="(bench)")
+    stats = replay_from_clickhouse(
+        store, model, "bench-replay", workers=workers, journeys_file="(bench)", engine_kind=engine_kind
+    )
     cores = os.cpu_count() or 1
     cpu = stats.engine_cpu_s + stats.store_cpu_s
     return {
+        "engine": engine_kind,
         "events": stats.events,
         "customers": stats.customers,
         "rows_written": stats.rows_written,

@@ -71,6 +71,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 topic=args.topic or settings.topic_prefix + TOUCHPOINTS,
                 alerts=would_be_alerts(),
                 journeys_file=str(args.journeys),
+                engine_kind=settings.engine,
             )
         else:
             stats = replay_from_clickhouse(
@@ -81,6 +82,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 alerts=would_be_alerts(),
                 journeys_file=str(args.journeys),
+                engine_kind=settings.engine,
             )
     if stats.events == 0:
         print(
@@ -240,12 +242,15 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
     from streams.common.definitions import load_journeys  # noqa: PLC0415
     from streams.store.clickhouse import ClickHouseProjectionStore  # noqa: PLC0415
 
-    model = load_journeys(settings_of(args).journeys_path())
+    settings = settings_of(args)
+    model = load_journeys(settings.journeys_path())
     with tempfile.TemporaryDirectory(prefix="touchpath-bench-replay-") as tmp:
         store = ClickHouseProjectionStore.embedded(Path(tmp))
         try:
             store.create_schema()
-            figures = bench_replay(store, model, args.events, workers=args.workers)
+            figures = bench_replay(
+                store, model, args.events, workers=args.workers, engine_kind=settings.engine
+            )
         finally:
             store.close()
     print_figures(figures, as_json=args.json)

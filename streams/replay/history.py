@@ -21,11 +21,13 @@ import pyarrow as pa
 from events.errors import TouchpathError
 from events.model import TouchpointEvent
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import RowBatch
 from projections.intake import Intake, quarantine_row
 from projections.journeys import JourneyModel, parse_definitions
+from projections.native_engine import NativeEngine
 from projections.occurrence import Occurrence
 from projections.rows import Row
+from streams.common.engines import EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.common.topics import TOUCHPOINTS
 from streams.store import arrow_rows
@@ -195,10 +197,12 @@ def definitions_json(model: JourneyModel) -> str:
 class ChunkReplayer:
     """Replays chunks of whole customers through one engine whose watermark is the history's end."""
 
-    def __init__(self, model: JourneyModel, scenario: str, watermark: int) -> None:
+    def __init__(
+        self, model: JourneyModel, scenario: str, watermark: int, engine: EngineKind = "python"
+    ) -> None:
         self.model = model
         self.scenario = scenario
-        self.engine = JourneyEngine(model, scenario)
+        self.engine = journey_engine(model, scenario, engine)
         self.engine.advance(watermark)
 
     def replay(self, columns: Columns) -> ChunkResult:
@@ -251,8 +255,10 @@ class ChunkReplayer:
 _WORKER: dict[str, ChunkReplayer] = {}  # the replayer of this worker process
 
 
-def _start_worker(definitions: str, scenario: str, watermark: int) -> None:
-    _WORKER["replayer"] = ChunkReplayer(parse_definitions(definitions, "<replay>"), scenario, watermark)
+def _start_worker(definitions: str, scenario: str, watermark: int, engine: EngineKind) -> None:
+    _WORKER["replayer"] = ChunkReplayer(
+        parse_definitions(definitions, "<replay>"), scenario, watermark, engine
+    )
     # Customer states die with each customer and hold no cycles: collecting young objects less often
     # saves several percent of a worker's time.
     gc.freeze()
@@ -445,9 +451,11 @@ def default_workers(events: int) -> int:
     return 0 if events < PARALLEL_FROM else max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def _executor(workers: int, model: JourneyModel, scenario: str, watermark: int) -> Executor:
+def _executor(
+    workers: int, model: JourneyModel, scenario: str, watermark: int, engine: EngineKind
+) -> Executor:
     if workers <= 0:
-        return _InProcess(ChunkReplayer(model, scenario, watermark))
+        return _InProcess(ChunkReplayer(model, scenario, watermark, engine))
     # forkserver: workers fork from a clean server process, never from this one (which runs
     # chDB threads that a fork would copy mid-flight).
     context = multiprocessing.get_context("forkserver")
@@ -456,7 +464,7 @@ def _executor(workers: int, model: JourneyModel, scenario: str, watermark: int) 
         max_workers=workers,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(definitions_json(model), scenario, watermark),
+        initargs=(definitions_json(model), scenario, watermark, engine),
     )
 
 
@@ -471,6 +479,7 @@ def replay_from_clickhouse(
     progress: Progress | None = None,
     journeys_file: str = "",
     page_events: int = PAGE_EVENTS,
+    engine_kind: EngineKind = "python",
 ) -> ReplayStats:
     """Replay the live events in the window into `scenario`, replacing what it held.
 
@@ -503,7 +512,7 @@ def replay_from_clickhouse(
         stats.engine_cpu_s += result.cpu_s
         progress.update(stats.events)
 
-    executor = _executor(stats.workers, model, scenario, last)
+    executor = _executor(stats.workers, model, scenario, last, engine_kind)
     in_flight = 3 * max(1, stats.workers)  # enough queued work to keep workers busy through an insert
     copied = False
     try:
@@ -594,6 +603,7 @@ def replay_from_kafka(
     progress: Progress | None = None,
     journeys_file: str = "",
     drain_every: int = 25_000,
+    engine_kind: EngineKind = "python",
 ) -> ReplayStats:
     """Replay a time range of the touchpoints topic into `scenario`, replacing what it held.
 
@@ -638,7 +648,7 @@ def replay_from_kafka(
         _record(store, model, window, stats, journeys_file=journeys_file, complete=False)
         progress = progress or Progress(f"replay of {topic} into {scenario}", total=total)
         progress.total = total
-        engine = JourneyEngine(model, scenario)
+        engine = journey_engine(model, scenario, engine_kind)
         # History: no future bound; stream time per partition, as the live workers measure lateness.
         intake = Intake(engine, raw_as_text=True)
         writer = RowWriter(store)
@@ -686,7 +696,9 @@ def replay_from_kafka(
         writer.close()
         progress.update(read)
         progress.done()
-        stats.customers = len(engine.customers)
+        stats.customers = (
+            engine.customer_count() if isinstance(engine, NativeEngine) else len(engine.customers)
+        )
         stats.rows_written = writer.written
         wait_for_mutations(store, cleared)
         stats.seconds = time.perf_counter() - started
