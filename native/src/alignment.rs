@@ -2,7 +2,7 @@
 //! of projections/journeys.py (Journey.advance/advance_cached) and projections/alignment.py.
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::fxhash::FastMap;
 
@@ -70,8 +70,8 @@ pub struct Occurrence {
     pub ts: i64,
     pub event_id: String,
     // Shared: a handful of touchpoints and channels recur in every event.
-    pub touchpoint: Rc<str>,
-    pub channel: Rc<str>,
+    pub touchpoint: Arc<str>,
+    pub channel: Arc<str>,
 }
 
 impl AsRef<Occurrence> for Occurrence {

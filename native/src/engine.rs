@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::alignment::{format_duration, Deviation};
 use crate::blake2b;
@@ -33,7 +33,7 @@ pub fn signal_id_of(instance_id: &str, kind: &str, touchpoint: &str, event_ids: 
 }
 
 struct Customer {
-    key: Rc<str>, // the customer id, shared with the index and the deadlines
+    key: Arc<str>, // the customer id, shared with the index and the deadlines
     state: CustomerState,
     queued: bool,        // in `dirty` since the last drain
     pending: Vec<usize>, // its touchpoint_events rows (in Engine::events) not drained yet
@@ -50,10 +50,10 @@ pub struct Engine {
     // Customers are kept in a slab (never removed, as JourneyEngine keeps its states) and found
     // by id once per event; deadlines and the dirty list name their slot. A deadline sorts by
     // (time, customer id) as the reference's heap does; the slot follows the id.
-    index: HashMap<Rc<str>, usize>,
+    index: HashMap<Arc<str>, usize>,
     customers: Vec<Customer>,
     dirty: Vec<usize>,
-    deadlines: BinaryHeap<Reverse<(i64, Rc<str>, usize)>>,
+    deadlines: BinaryHeap<Reverse<(i64, Arc<str>, usize)>>,
     single_stream: bool,
     events: EventCols,        // accepted events' rows in arrival order, until the next drain
     spare: (EventCols, Rows), // emptied buffers of earlier drains, reused for their capacity
@@ -103,7 +103,7 @@ impl Engine {
                 let slot = self.customers.len();
                 let state = CustomerState::new(extras.customer_id.clone());
                 self.customers.push(Customer {
-                    key: Rc::from(extras.customer_id.as_str()),
+                    key: Arc::from(extras.customer_id.as_str()),
                     state,
                     queued: false,
                     pending: Vec::new(),
@@ -171,7 +171,7 @@ impl Engine {
 
     /// Rows of every customer changed since the last drain, customer after customer, and where
     /// each customer's rows end (JourneyEngine.drain_updates without the states).
-    pub fn drain_updates(&mut self) -> (Rows, Vec<(Rc<str>, RowEnds)>) {
+    pub fn drain_updates(&mut self) -> (Rows, Vec<(Arc<str>, RowEnds)>) {
         let (rows, ends) = self.drain_changed(None);
         (rows, ends.into_iter().map(|(customer, to, _)| (customer, to)).collect())
     }
@@ -181,7 +181,7 @@ impl Engine {
     pub fn drain_changed(
         &mut self,
         mut states: Option<&mut Vec<u8>>,
-    ) -> (Rows, Vec<(Rc<str>, RowEnds, usize)>) {
+    ) -> (Rows, Vec<(Arc<str>, RowEnds, usize)>) {
         self.advance(self.watermark);
         let lateness = self.model.allowed_lateness;
         let dirty = std::mem::take(&mut self.dirty);
@@ -219,7 +219,7 @@ impl Engine {
             Some(&slot) => slot,
             None => {
                 let slot = self.customers.len();
-                let key: Rc<str> = Rc::from(state.customer_id.as_str());
+                let key: Arc<str> = Arc::from(state.customer_id.as_str());
                 self.customers.push(Customer {
                     key: key.clone(),
                     state: CustomerState::new(state.customer_id.clone()),
@@ -324,8 +324,8 @@ impl Engine {
             0
         } else {
             self.customers.capacity() * size_of::<Customer>()
-                + map_bytes(self.index.capacity(), size_of::<(Rc<str>, usize)>())
-                + self.deadlines.capacity() * size_of::<Reverse<(i64, Rc<str>, usize)>>()
+                + map_bytes(self.index.capacity(), size_of::<(Arc<str>, usize)>())
+                + self.deadlines.capacity() * size_of::<Reverse<(i64, Arc<str>, usize)>>()
                 + self.dirty.capacity() * size_of::<usize>()
         };
         for customer in &self.customers {
@@ -333,10 +333,10 @@ impl Engine {
                 continue;
             }
             if open_only {
-                total += size_of::<Customer>() + map_bytes(1, size_of::<(Rc<str>, usize)>()) / 2;
+                total += size_of::<Customer>() + map_bytes(1, size_of::<(Arc<str>, usize)>()) / 2;
             }
             let state = &customer.state;
-            total += 2 * size_of::<usize>() + customer.key.len() // the Rc's counts and the id
+            total += 2 * size_of::<usize>() + customer.key.len() // the Arc's counts and the id
                 + customer.pending.capacity() * size_of::<usize>()
                 + state.customer_id.capacity()
                 + state.persona_before.as_ref().map_or(0, String::capacity)

@@ -2,7 +2,7 @@
 //! (segmenting events into instances, late and out-of-order placement, timeouts, forgetting).
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::fxhash::{FastMap, FastSet};
 
@@ -14,10 +14,10 @@ use crate::signals::FrictionSettings;
 #[derive(Debug, Clone)]
 pub struct Event {
     pub core: Occurrence, // ts, event_id, touchpoint, channel
-    pub outcome: Option<Rc<str>>,
-    pub persona: Option<Rc<str>>,
+    pub outcome: Option<Arc<str>>,
+    pub persona: Option<Arc<str>>,
     pub employee_id: Option<String>,
-    pub survey_kind: Option<Rc<str>>,
+    pub survey_kind: Option<Arc<str>>,
     pub survey_score: Option<i64>,
 }
 
@@ -57,7 +57,7 @@ pub struct Model {
     pub allowed_lateness: i64,
     pub friction: FrictionSettings,
     /// Touchpoint and channel names, shared by every event that names them.
-    pub names: FastSet<Rc<str>>,
+    pub names: FastSet<Arc<str>>,
 }
 
 impl Model {
@@ -66,11 +66,11 @@ impl Model {
     }
 
     /// The shared copy of a touchpoint or channel name (at most a few thousand are kept).
-    pub fn intern(&mut self, name: &str) -> Rc<str> {
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(shared) = self.names.get(name) {
             return shared.clone();
         }
-        let shared: Rc<str> = Rc::from(name);
+        let shared: Arc<str> = Arc::from(name);
         if self.names.len() < 10_000 {
             self.names.insert(shared.clone());
         }

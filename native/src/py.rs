@@ -289,7 +289,7 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
 }
 
 /// The journey engine (projections.engine.JourneyEngine) over a compiled model handed from Python.
-#[pyclass(name = "Engine", module = "projections._native", unsendable)]
+#[pyclass(name = "Engine", module = "projections._native")]
 struct PyEngine {
     inner: Engine,
 }

@@ -242,9 +242,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """touchpath serve."""
     import structlog  # noqa: PLC0415 -- light imports at the top
 
-    from projections.engine import JourneyEngine  # noqa: PLC0415
     from streams.cli.common import open_store  # noqa: PLC0415
     from streams.common.definitions import load_journeys  # noqa: PLC0415
+    from streams.common.engines import journey_engine  # noqa: PLC0415
     from streams.embedded.run import continue_journeys  # noqa: PLC0415
     from streams.ingest.auth import RequestAuthenticator, parse_keys  # noqa: PLC0415
     from streams.ingest.http import EmbeddedSink, create_app  # noqa: PLC0415
@@ -261,7 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Used signatures live in the store too, so a replay after a restart is refused.
         signatures = StoreSignatures(store)
         authenticator = _authenticator(settings, signatures)
-        engine = JourneyEngine(model, args.scenario)
+        engine = journey_engine(model, args.scenario, settings.engine)
         continue_journeys(engine, store)  # as `run` does: the states kept beside the projections
         reader = _open_reader(settings)
         sink = EmbeddedSink(

@@ -27,6 +27,7 @@ from events.registry import Registry
 from events.sdk import BatchDelivery, ClientClosedError, TouchpathClient
 from projections.engine import JourneyEngine, RowBatch
 from projections.intake import Kind, Verdict
+from projections.native_engine import NativeEngine
 from streams.embedded.runner import EmbeddedRunner
 from streams.ingest.auth import (
     KEY_HEADER,
@@ -319,7 +320,7 @@ class EmbeddedSink:
 
     def __init__(
         self,
-        engine: JourneyEngine,
+        engine: JourneyEngine | NativeEngine,
         store: ClickHouseProjectionStore,
         reader: ClickHouseProjectionStore | None = None,
         *,
