@@ -163,6 +163,18 @@ class NativeEngine:
         self.counters.duplicates += duplicates
         return _batch(tables, batch)
 
+    def replay_columns(
+        self, customers: list[tuple[str, list[Occurrence]]]
+    ) -> dict[str, tuple[int, list[tuple[object, ...]]]]:
+        """replay_customer for each (customer, occurrences in order), rendered as drain_columns
+        renders: per table with rows, (row count, column buffers); no object per row."""
+        tables, duplicates = self._inner.replay_columns(customers)
+        events = sum(len(occurrences) for _, occurrences in customers)
+        self.counters.received += events
+        self.counters.accepted += events
+        self.counters.duplicates += duplicates
+        return tables  # type: ignore[no-any-return]
+
     def advance(self, watermark: int) -> None:
         """Move time forward: close instances idle for longer than their abandon_after."""
         self._inner.advance(watermark)

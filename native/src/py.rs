@@ -713,6 +713,30 @@ impl PyEngine {
         Ok((row_tuples(py, &rows, [0; 6], all)?, duplicates))
     }
 
+    /// replay_customer for many customers, rendered as drain_columns renders: ({table: (rows,
+    /// columns)}, duplicates), no Python object per row. Each customer's events come in order.
+    fn replay_columns<'py>(
+        &mut self,
+        py: Python<'py>,
+        customers: Vec<(String, Vec<OccurrenceTuple>)>,
+    ) -> PyResult<(Bound<'py, PyDict>, usize)> {
+        let mut rows = Rows::default();
+        let mut duplicates = 0;
+        for (customer_id, events) in customers {
+            let model = &mut self.inner.model;
+            let events = events.into_iter().map(|t| event_of_tuple(model, t)).collect();
+            duplicates += self.inner.replay_customer(&customer_id, events, &mut rows);
+        }
+        let out = PyDict::new(py);
+        for (name, n, columns) in rows.tables() {
+            if n > 0 {
+                let buffers = columns.iter().map(|c| column_buffers(py, c)).collect::<PyResult<Vec<_>>>()?;
+                out.set_item(name, (n, buffers))?;
+            }
+        }
+        Ok((out, duplicates))
+    }
+
     fn forget_cached(&mut self) {
         self.inner.forget_cached();
     }

@@ -12,7 +12,7 @@ from events.model import EPOCH, ONE_MS
 from projections import schema
 from projections.journeys import JourneyModel
 from streams.bench.engine import simulated_lines
-from streams.common.engines import EngineKind
+from streams.common.engines import DEFAULT_ENGINE, EngineKind
 from streams.common.progress import Progress
 from streams.replay.history import replay_from_clickhouse
 from streams.store import arrow_rows
@@ -73,7 +73,7 @@ def bench_replay(
     model: JourneyModel,
     events: int,
     workers: int | None = None,
-    engine_kind: EngineKind = "python",
+    engine_kind: EngineKind = DEFAULT_ENGINE,
 ) -> dict[str, Any]:
     """Record simulated history, then time one replay of it from ClickHouse (reading, engine, writing)."""
     load_history(store, model, events)

@@ -202,7 +202,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("[2/4] running the events through the journey engine into chDB ...", file=sys.stderr)
         with open_store(settings) as store:
             alerting = embedded_alerting(model, store, "live", AlertMode.SEND)
-            stats = run_file(model, store, str(events_path), alerting=alerting)
+            stats = run_file(model, store, str(events_path), alerting=alerting, engine_kind=settings.engine)
             print("[3/4] summarising ...", file=sys.stderr)
             print_summary(store, stats)
             if alerting is not None:

@@ -1,19 +1,23 @@
-"""Which journey engine a shell runs: the Python reference or the native core (TOUCHPATH_ENGINE)."""
+"""Which journey engine a shell runs: the native core (default) or the Python reference (TOUCHPATH_ENGINE)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
+from projections.native import NativeUnavailableError
 from projections.native_engine import NativeEngine
+from streams.common.settings import DEFAULT_ENGINE, EngineKind
 
-EngineKind = Literal["python", "native"]
+__all__ = ["DEFAULT_ENGINE", "EngineKind", "journey_engine"]
 
 
 def journey_engine(model: JourneyModel, scenario: str, kind: EngineKind) -> JourneyEngine | NativeEngine:
     """A fresh engine of the chosen kind; the native one raises NativeUnavailableError saying how
-    to build it when the extension is missing."""
+    to build it (or how to choose the Python reference) when the extension is missing."""
     if kind == "native":
-        return NativeEngine(model, scenario)
+        try:
+            return NativeEngine(model, scenario)
+        except NativeUnavailableError as error:
+            msg = f"{error}; or set TOUCHPATH_ENGINE=python to run the Python reference engine"
+            raise NativeUnavailableError(msg) from error
     return JourneyEngine(model, scenario)

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from events.errors import TouchpathError
 from streams.store.sqlguard import SqlLimits
 
+EngineKind = Literal["python", "native"]  # the journey engines a shell can run
+DEFAULT_ENGINE: EngineKind = "native"  # TOUCHPATH_ENGINE unset; python selects the reference
+
 
 def example_journeys() -> Path:
     """The journey file shipped with touchpath (three personas, all five channels)."""
@@ -46,9 +49,10 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
-    # The journey engine of `run` and `bench`: the Python reference (default) or the native core,
-    # which writes the same rows of every projection table and the same journey states.
-    engine: Literal["python", "native"] = "python"
+    # The journey engine of `run`, `demo`, `serve`, `replay` and `bench replay`: the native core
+    # (default) or the Python reference (python), which writes the same rows of every table and the
+    # same journey states. The Kafka worker runs the Python engine whatever this says.
+    engine: EngineKind = DEFAULT_ENGINE
     # File-mode creation mask of every touchpath process (octal): 077 = data dirs 0700, files 0600,
     # since they hold customer data; 027 lets a group read them.
     umask: str = "077"

@@ -11,7 +11,7 @@ from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
 from projections.native_engine import NativeEngine
 from streams.alerting.detection import EmbeddedAlerting
-from streams.common.engines import EngineKind, journey_engine
+from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner, RunStats, numbered_lines, restore_state
 from streams.embedded.upgrade import keep_unkept_states
@@ -39,7 +39,7 @@ def run_file(
     alerting: EmbeddedAlerting | None = None,
     *,
     not_after_ms: int | None = None,
-    engine_kind: EngineKind = "python",
+    engine_kind: EngineKind = DEFAULT_ENGINE,
 ) -> RunStats:
     """Run one JSONL source through the engine into the store, with progress on stderr.
 

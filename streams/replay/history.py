@@ -27,7 +27,7 @@ from projections.journeys import JourneyModel, parse_definitions
 from projections.native_engine import NativeEngine
 from projections.occurrence import Occurrence
 from projections.rows import Row
-from streams.common.engines import EngineKind, journey_engine
+from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
 from streams.common.progress import Progress
 from streams.common.topics import TOUCHPOINTS
 from streams.store import arrow_rows
@@ -48,6 +48,7 @@ FLUSH_ROWS = 100_000  # rows buffered per table before an insert (inserts overla
 PARALLEL_FROM = 50_000  # smaller histories replay in-process (starting workers costs more)
 MAX_WORKERS = 8  # beyond this the reading and inserting process is the bottleneck
 KAFKA_IDLE_S = 30.0
+TABLES_BY_NAME = {table.name: table for table in schema.TABLES}
 
 # Columns of touchpoint_events the engine needs, in Occurrence order after the customer id.
 HISTORY_SQL = """SELECT customer_id, toUnixTimestamp64Milli(occurred_at) AS ts, event_id, touchpoint, channel,
@@ -198,7 +199,7 @@ class ChunkReplayer:
     """Replays chunks of whole customers through one engine whose watermark is the history's end."""
 
     def __init__(
-        self, model: JourneyModel, scenario: str, watermark: int, engine: EngineKind = "python"
+        self, model: JourneyModel, scenario: str, watermark: int, engine: EngineKind = DEFAULT_ENGINE
     ) -> None:
         self.model = model
         self.scenario = scenario
@@ -213,6 +214,8 @@ class ChunkReplayer:
         make = Occurrence._make
         batch = RowBatch()
         result = ChunkResult(events=len(columns[0]))
+        engine = self.engine
+        native: list[tuple[str, list[Occurrence]]] = []
         # Rows are (customer, Occurrence fields...); groupby hands over one customer at a time.
         for customer, rows in groupby(zip(*columns, strict=True), key=itemgetter(0)):
             occurrences = []
@@ -223,10 +226,20 @@ class ChunkReplayer:
                 else:
                     batch.add(schema.BAD_EVENTS, self._quarantine(row, position))
                     result.quarantined += 1
-            if occurrences:
-                self.engine.replay_customer(customer, occurrences, batch)
+            if not occurrences:
+                pass
+            elif isinstance(engine, NativeEngine):
+                native.append((customer, occurrences))
+            else:
+                engine.replay_customer(customer, occurrences, batch)
             result.customers += 1
         encode_into(result, batch)
+        if isinstance(engine, NativeEngine) and native:
+            # The native core renders the whole chunk into Arrow buffers: no Python object per row.
+            for name, (count, buffers) in engine.replay_columns(native).items():
+                record_batch = arrow_rows.native_record_batch(TABLES_BY_NAME[name], count, buffers)
+                assert name not in result.encoded  # the engine renders no bad_events
+                result.encoded[name] = arrow_rows.encode_batch(record_batch)
         result.cpu_s = time.process_time() - started
         return result
 
@@ -479,7 +492,7 @@ def replay_from_clickhouse(
     progress: Progress | None = None,
     journeys_file: str = "",
     page_events: int = PAGE_EVENTS,
-    engine_kind: EngineKind = "python",
+    engine_kind: EngineKind = DEFAULT_ENGINE,
 ) -> ReplayStats:
     """Replay the live events in the window into `scenario`, replacing what it held.
 
@@ -603,7 +616,7 @@ def replay_from_kafka(
     progress: Progress | None = None,
     journeys_file: str = "",
     drain_every: int = 25_000,
-    engine_kind: EngineKind = "python",
+    engine_kind: EngineKind = DEFAULT_ENGINE,
 ) -> ReplayStats:
     """Replay a time range of the touchpoints topic into `scenario`, replacing what it held.
 

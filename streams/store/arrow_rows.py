@@ -64,6 +64,14 @@ def encode_rows(table: schema.Table, rows: Sequence[tuple[object, ...]]) -> byte
     return bytes(sink.getvalue().to_pybytes())
 
 
+def encode_batch(batch: pa.RecordBatch) -> bytes:
+    """One Arrow IPC stream holding the record batch."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def decode(blob: bytes) -> pa.Table:
     """The Arrow table in an IPC stream."""
     return pa.ipc.open_stream(blob).read_all()
