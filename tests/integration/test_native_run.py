@@ -4,6 +4,7 @@ Python engine, in one run or in two that continue each other's journeys."""
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 
 from projections import schema
 from projections.journeys import JourneyModel
-from projections.native import native_available
+from projections.native import BUILD_HINT, native_available
+from streams.cli.main import main
 from streams.common.engines import EngineKind
 from streams.common.settings import Settings
 from streams.embedded.run import run_file
 from streams.sim.simulator import SimulationConfig, simulate
 from streams.store.clickhouse import ClickHouseProjectionStore
+from tests.conftest import event_line
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the native extension is not built")
 
@@ -107,3 +110,26 @@ def test_two_runs_over_a_split_file_store_what_one_run_stores(model: JourneyMode
     assert split["journey_state"]
     for kinds in (("native", "native"), ("python", "native"), ("native", "python")):
         assert every_table[kinds] == split, kinds
+
+
+def test_without_the_extension_the_default_engine_says_how_to_build_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TOUCHPATH_ENGINE unset runs the native core: when the extension does not load, `run` exits 1
+    saying how to build it or how to choose the Python engine, which then runs the same file."""
+    import projections
+
+    monkeypatch.delenv("TOUCHPATH_ENGINE", raising=False)
+    monkeypatch.delattr(projections, "_native", raising=False)
+    monkeypatch.setitem(sys.modules, "projections._native", None)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(event_line("e1", "c1", "web.landing", 0) + b"\n")
+    run = ["run", "--input", str(events), "--data-dir", str(tmp_path / "data"), "--alerts", "off"]
+    assert main(run) == 1
+    error = capsys.readouterr().err
+    assert "the native engine is not available" in error
+    assert BUILD_HINT in error
+    assert "TOUCHPATH_ENGINE=python" in error
+    monkeypatch.setenv("TOUCHPATH_ENGINE", "python")
+    assert main(run) == 0
+    assert "accepted 1" in capsys.readouterr().out
