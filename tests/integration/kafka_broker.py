@@ -58,16 +58,8 @@ def kafka_broker() -> Iterator[str]:
     if existing:
         yield existing
         return
-
-    data_dir = tempfile.mkdtemp(prefix="touchpath-kafka-")
-    env = {key: value for key, value in os.environ.items() if key not in _PINNED_PORT_VARS}
-    env["TOUCHPATH_KAFKA_DATA"] = data_dir
-    try:
-        yield _start(env)
-    finally:
-        # Also runs after a failed or timed-out start: stop is a no-op when nothing runs.
-        _local_sh("stop", env, _STOP_TIMEOUT_S)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with new_kafka_broker() as bootstrap:
+        yield bootstrap
 
 
 @contextmanager
@@ -80,6 +72,7 @@ def new_kafka_broker() -> Iterator[str]:
     try:
         yield _start(env)
     finally:
+        # Also runs after a failed or timed-out start: stop is a no-op when nothing runs.
         _local_sh("stop", env, _STOP_TIMEOUT_S)
         shutil.rmtree(data_dir, ignore_errors=True)
 
