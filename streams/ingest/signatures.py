@@ -6,7 +6,6 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -37,7 +36,7 @@ class StoreSignatures:
     def __init__(self, store: ClickHouseProjectionStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        store.client.command(SIGNATURES_DDL)
+        store.command(SIGNATURES_DDL, what="creating the replay-protection table")
 
     def load(self, now: int, remember: Callable[[str, int], None]) -> None:
         """Every stored signature whose window is still open."""
@@ -51,13 +50,14 @@ class StoreSignatures:
 
     def record(self, signature: str, expires: int) -> None:
         """Insert (durable when the call returns; raises StoreError otherwise)."""
-        moment = datetime.fromtimestamp(expires, tz=UTC)
         with self._lock:
-            self.store.client.insert(
-                SIGNATURES_TABLE,
-                [[signature, moment]],
-                column_names=["signature", "expires"],
-                settings={"async_insert": 0, "insert_deduplication_token": uuid.uuid4().hex},
+            self.store.command(
+                f"INSERT INTO {SIGNATURES_TABLE} (signature, expires) "
+                "VALUES ({signature:String}, toDateTime({expires:UInt32}, 'UTC'))",
+                {"signature": signature, "expires": expires},
+                # a unique token: an equal block inserted earlier must not swallow this one
+                {"async_insert": 0, "insert_deduplication_token": uuid.uuid4().hex},
+                what="recording the request signature",
             )
 
     def close(self) -> None:
