@@ -6,9 +6,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import RowBatch
 from projections.intake import Intake
 from projections.journeys import JourneyModel
+from streams.common.engines import EngineKind, journey_engine
 from streams.sim.simulator import Simulation
 
 _INSTANCE = schema.JOURNEY_INSTANCES.column_names
@@ -68,9 +69,12 @@ def latest_rows(batch: RowBatch) -> tuple[dict[str, dict[str, object]], dict[str
     return live, by_instance
 
 
-def run_in_memory(model: JourneyModel, lines: list[bytes], drain_every: int = 10_000) -> RowBatch:
-    """All rows the engine writes for these lines, drained periodically as a runner would."""
-    engine = JourneyEngine(model)
+def run_in_memory(
+    model: JourneyModel, lines: list[bytes], drain_every: int = 10_000, engine_kind: EngineKind = "python"
+) -> RowBatch:
+    """All rows the engine writes for these lines, drained periodically as a runner would (the
+    Python reference unless another engine is asked for)."""
+    engine = journey_engine(model, "live", engine_kind)
     intake = Intake(engine)
     batch = RowBatch()
     for count, line in enumerate(lines, start=1):

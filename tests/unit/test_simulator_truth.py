@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
+
 from projections.journeys import JourneyModel
+from projections.native import native_available
+from streams.common.engines import EngineKind
 from streams.sim.accuracy import run_in_memory, score
 from streams.sim.simulator import SimulationConfig, simulate
 
 
-def test_engine_recovers_the_injected_deviations(model: JourneyModel) -> None:
-    """On a seeded run: no cost above the injected edits, >= 99% equal, precision/recall >= 0.99."""
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "python",
+        pytest.param(
+            "native",
+            marks=pytest.mark.skipif(not native_available(), reason="the native extension is not built"),
+        ),
+    ],
+)
+def test_engine_recovers_the_injected_deviations(model: JourneyModel, engine: EngineKind) -> None:
+    """On a seeded run, under either engine: no cost above the injected edits, >= 99% equal,
+    precision/recall >= 0.99."""
     simulation = simulate(model, SimulationConfig(customers=3000, days=14, seed=101))
-    result = score(simulation, run_in_memory(model, simulation.lines))
+    result = score(simulation, run_in_memory(model, simulation.lines, engine_kind=engine))
     assert result.instances_found == result.instances_truth
     assert result.cost_higher == 0
     assert result.cost_equal >= 0.99 * result.instances_truth
