@@ -10,6 +10,8 @@ from projections import schema
 from projections.alerts.config import DetectorConfig
 from projections.alerts.model import AlertEvent, Observation, ObservationKind, observation_order
 
+# The tables observations_of reads.
+OBSERVED_TABLES = (schema.TOUCHPOINT_EVENTS, schema.FRICTION_SIGNALS, schema.SUPPORT_ATTRIBUTION)
 _EVENT_COLUMNS = {name: i for i, name in enumerate(schema.TOUCHPOINT_EVENTS.column_names)}
 _FRICTION_COLUMNS = {name: i for i, name in enumerate(schema.FRICTION_SIGNALS.column_names)}
 _SUPPORT_COLUMNS = {name: i for i, name in enumerate(schema.SUPPORT_ATTRIBUTION.column_names)}
