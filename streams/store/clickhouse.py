@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 import structlog
+from clickhouse_connect.driver import options as ch_options
 
 from events.errors import TouchpathError
 from projections import schema
@@ -115,6 +117,7 @@ class ClickHouseProjectionStore:
         description: str = "",
         connect: Callable[[dict[str, object]], Any] | None = None,
     ) -> None:
+        _skip_pandas_probe()
         self.client = client
         self.cluster = cluster
         self.description = description
@@ -287,6 +290,16 @@ class ClickHouseProjectionStore:
             raise StoreError(f"query failed: {error}") from error
         return [list(column) for column in result.result_columns]
 
+    def query_arrow(self, sql: str, parameters: dict[str, object] | None = None) -> pa.Table:
+        """One of touchpath's own read queries as an Arrow table, Strings as Arrow strings (for
+        large pages: no Python object per value). No readonly setting: over chDB it would outlive
+        the query (the next insert fails)."""
+        try:
+            table = self.client.query_arrow(sql, parameters=parameters or {}, use_strings=True)
+        except Exception as error:
+            raise StoreError(f"query failed: {error}") from error
+        return table
+
     def journey_states(self, scenario: str) -> list[bytes]:
         """The encoded journey states kept for a scenario (see EmbeddedRunner keep_state)."""
         _, rows = self.query(
@@ -324,6 +337,15 @@ class ClickHouseProjectionStore:
     def close(self) -> None:
         """Release the client (and, embedded, the data dir lock)."""
         self.client.close()
+
+
+def _skip_pandas_probe() -> None:
+    """clickhouse-connect imports pandas (a second or more) on a process's first insert only to ask
+    whether the data is a DataFrame; touchpath never inserts one, so unless pandas is loaded
+    already, tell clickhouse-connect it is absent (a configuration it supports)."""
+    if "pandas" not in sys.modules and "pd" not in vars(ch_options):
+        ch_options.pd = None
+        ch_options.pd_time_test = None
 
 
 def private_dir(path: Path) -> None:
