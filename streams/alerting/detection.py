@@ -15,7 +15,7 @@ from projections.alerts.codec import decode_detector, encode_detector
 from projections.alerts.config import DetectorConfig, detector_config
 from projections.alerts.detector import FrictionDetector
 from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
-from projections.alerts.rows import OBSERVED_TABLES, alert_row, observations_of
+from projections.alerts.rows import OBSERVED_COLUMNS, OBSERVED_TABLES, alert_row, observations_of
 from projections.alerts.slack.message import slack_payload
 from projections.engine import RowBatch
 from projections.journeys import JourneyModel
@@ -150,7 +150,7 @@ class EmbeddedAlerting:
         """Detect on one drained batch (tuple rows or Arrow columns); alert rows (and finished
         delivery attempts, and the detector states when kept) join the batch."""
         before = {touchpoint: state.clock for touchpoint, state in self.detector.states.items()}
-        observed = rows_of(batch, OBSERVED_TABLES)
+        observed = rows_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS)
         alerts = self.detector.observe_all(observations_of(observed, self.config), watermark)
         for alert in alerts:
             batch.add(schema.ALERTS, alert_row(alert, self.scenario))

@@ -168,8 +168,7 @@ class EmbeddedRunner:
             if self.keep_state:
                 tables, states = engine.drain_kept_columns()
                 batch = ColumnBatch.of_native(tables)
-                for customer_id, raw, revision in states:
-                    batch.add(schema.JOURNEY_STATE, (engine.scenario, customer_id, raw, revision, 0))
+                batch.add_states(engine.scenario, states)
             else:
                 batch = ColumnBatch.of_native(engine.drain_columns())
         elif isinstance(engine, NativeEngine):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -32,6 +33,22 @@ class ColumnBatch:
             batch.add_arrow(TABLES[name], native_record_batch(TABLES[name], count, columns))
         return batch
 
+    def add_states(self, scenario: str, states: Sequence[tuple[str, bytes, int]]) -> None:
+        """Add journey_state rows for (customer_id, state_codec bytes, revision) as one record batch."""
+        if not states:
+            return
+        customers, raws, revisions = zip(*states, strict=True)
+        arrays = [
+            pa.array([scenario] * len(states), pa.string()),
+            pa.array(customers, pa.string()),
+            pa.array(raws, pa.binary()),  # state bytes: ClickHouse reads Arrow binary into String
+            pa.array(revisions, pa.uint64()),
+            pa.array([0] * len(states), pa.uint8()),
+        ]
+        self.add_arrow(
+            schema.JOURNEY_STATE, pa.record_batch(arrays, names=list(schema.JOURNEY_STATE.column_names))
+        )
+
     def add(self, table: schema.Table, row: Row) -> None:
         """Append one tuple row to a table."""
         self.rows.add(table, row)
@@ -50,11 +67,12 @@ class ColumnBatch:
             self.arrow.setdefault(name, []).extend(batches)
         self.rows.extend(other.rows)
 
-    def table_rows(self, table: schema.Table) -> list[Row]:
-        """A table's rows as the Python engine's tuples (Arrow rows first, times as integer ms)."""
+    def table_rows(self, table: schema.Table, only: Collection[str] | None = None) -> list[Row]:
+        """A table's rows as the Python engine's tuples (Arrow rows first, times as integer ms);
+        with `only`, the Arrow rows hold None in the other columns (saves converting them)."""
         out: list[Row] = []
         for batch in self.arrow.get(table.name, ()):
-            out.extend(arrow_rows(batch))
+            out.extend(arrow_rows(batch, only))
         out.extend(self.rows.rows.get(table.name, ()))
         return out
 
@@ -63,22 +81,28 @@ class ColumnBatch:
         return in_arrow + len(self.rows)
 
 
-def arrow_rows(batch: pa.RecordBatch | pa.Table) -> list[Row]:
+def arrow_rows(batch: pa.RecordBatch | pa.Table, only: Collection[str] | None = None) -> list[Row]:
     """The rows of a record batch as tuples valued as the engines' rows: times as integer
-    milliseconds, arrays as lists, absent values as None."""
-    columns = []
-    for column in batch.columns:
+    milliseconds, arrays as lists, absent values as None (and the columns not in `only`, if given)."""
+    columns: list[list[Any]] = []
+    absent = [None] * batch.num_rows
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if only is not None and name not in only:
+            columns.append(absent)
+            continue
         values = column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column
         columns.append(values.to_pylist())
     return list(zip(*columns, strict=True)) if columns else []
 
 
-def rows_of(batch: RowBatch | ColumnBatch, tables: Iterable[schema.Table]) -> dict[str, list[Row]]:
+def rows_of(
+    batch: RowBatch | ColumnBatch, tables: Iterable[schema.Table], only: Collection[str] | None = None
+) -> dict[str, list[Row]]:
     """Some tables' rows of either kind of batch as tuples (what row-by-row readers such as the
-    friction detector take)."""
+    friction detector take); `only` as in ColumnBatch.table_rows."""
     if isinstance(batch, RowBatch):
         return {table.name: batch.rows.get(table.name, []) for table in tables}
-    return {table.name: batch.table_rows(table) for table in tables}
+    return {table.name: batch.table_rows(table, only) for table in tables}
 
 
 def merged(first: RowBatch | ColumnBatch, then: RowBatch | ColumnBatch) -> RowBatch | ColumnBatch:
