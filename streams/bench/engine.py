@@ -37,10 +37,14 @@ def simulated_lines(model: JourneyModel, events: int, seed: int = 11) -> list[by
 
 
 def _run(
-    engine: JourneyEngine | NativeEngine, lines: list[bytes], store: ClickHouseProjectionStore | None
+    engine: JourneyEngine | NativeEngine,
+    lines: list[bytes],
+    store: ClickHouseProjectionStore | None,
+    *,
+    arrow: bool = False,
 ) -> tuple[float, float]:
-    """The `run` path (runner, tuple rows): wall and CPU seconds."""
-    runner = EmbeddedRunner(engine, store)
+    """The runner's path (tuple rows unless arrow): wall and CPU seconds."""
+    runner = EmbeddedRunner(engine, store, arrow=arrow)
     progress = Progress(f"bench {type(engine).__name__}", total=len(lines))
     gc.collect()
     started, cpu = time.perf_counter(), time.process_time()
