@@ -207,6 +207,14 @@ class NativeEngine:
         tables, states = self._inner.drain_kept()
         return _batch(tables), states
 
+    def drain_kept_columns(
+        self,
+    ) -> tuple[dict[str, tuple[int, list[tuple[object, ...]]]], list[tuple[str, bytes, int]]]:
+        """drain_kept with the rows as drain_columns renders them (no object per row) and the
+        changed customers' (id, state_codec bytes, revision)."""
+        tables, states = native_module().drain_kept_columns(self._inner)
+        return tables, states
+
     def restore(self, raws: Iterable[bytes]) -> int:
         """Take over customers' kept states (state_codec bytes, from either engine), scheduling their
         open instances to time out; returns how many. ValueError, restoring none, on bytes that are

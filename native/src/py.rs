@@ -17,6 +17,9 @@ use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
 use crate::state;
 
+#[path = "py_columns.rs"]
+mod py_columns;
+
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
 }
@@ -767,6 +770,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_events, m)?)?;
     m.add_class::<PyJourney>()?;
     m.add_class::<PyEngine>()?;
+    m.add_function(wrap_pyfunction!(py_columns::drain_kept_columns, m)?)?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
     Ok(())
 }

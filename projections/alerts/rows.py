@@ -10,6 +10,13 @@ from projections import schema
 from projections.alerts.config import DetectorConfig
 from projections.alerts.model import AlertEvent, Observation, ObservationKind, observation_order
 
+# The tables observations_of reads, and the columns it reads of them.
+OBSERVED_TABLES = (schema.TOUCHPOINT_EVENTS, schema.FRICTION_SIGNALS, schema.SUPPORT_ATTRIBUTION)
+OBSERVED_COLUMNS = frozenset(
+    ("touchpoint", "occurred_at", "event_id", "customer_id", "persona", "is_deleted", "kind",
+     "signal_id", "journey_id", "journey_version", "event_ids", "upstream_touchpoint",
+     "support_event_id", "upstream_event_id", "support_touchpoint")
+)  # fmt: skip
 _EVENT_COLUMNS = {name: i for i, name in enumerate(schema.TOUCHPOINT_EVENTS.column_names)}
 _FRICTION_COLUMNS = {name: i for i, name in enumerate(schema.FRICTION_SIGNALS.column_names)}
 _SUPPORT_COLUMNS = {name: i for i, name in enumerate(schema.SUPPORT_ATTRIBUTION.column_names)}

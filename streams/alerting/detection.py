@@ -15,7 +15,7 @@ from projections.alerts.codec import decode_detector, encode_detector
 from projections.alerts.config import DetectorConfig, detector_config
 from projections.alerts.detector import FrictionDetector
 from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
-from projections.alerts.rows import alert_row, observations_of
+from projections.alerts.rows import OBSERVED_COLUMNS, OBSERVED_TABLES, alert_row, observations_of
 from projections.alerts.slack.message import slack_payload
 from projections.engine import RowBatch
 from projections.journeys import JourneyModel
@@ -28,6 +28,7 @@ from streams.alerting.delivery import (
     redact_url,
 )
 from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.columns import ColumnBatch, rows_of
 
 log = structlog.get_logger("touchpath.alerts")
 
@@ -145,11 +146,12 @@ class EmbeddedAlerting:
             restored += 1
         return restored
 
-    def process(self, batch: RowBatch, watermark: int) -> list[AlertEvent]:
-        """Detect on one drained batch; alert rows (and finished delivery attempts, and the detector
-        states when kept) join the batch."""
+    def process(self, batch: RowBatch | ColumnBatch, watermark: int) -> list[AlertEvent]:
+        """Detect on one drained batch (tuple rows or Arrow columns); alert rows (and finished
+        delivery attempts, and the detector states when kept) join the batch."""
         before = {touchpoint: state.clock for touchpoint, state in self.detector.states.items()}
-        alerts = self.detector.observe_all(observations_of(batch.rows, self.config), watermark)
+        observed = rows_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS)
+        alerts = self.detector.observe_all(observations_of(observed, self.config), watermark)
         for alert in alerts:
             batch.add(schema.ALERTS, alert_row(alert, self.scenario))
             self._count(alert)
@@ -213,7 +215,7 @@ class EmbeddedAlerting:
             self.summary.queued += 1
             self.delivery.submit(DeliveryJob(alert.alert_id, team.id, destination.webhook, payload))
 
-    def _collect(self, batch: RowBatch) -> None:
+    def _collect(self, batch: RowBatch | ColumnBatch) -> None:
         if self.delivery is None:
             return
         for attempt in self.delivery.take_attempts():

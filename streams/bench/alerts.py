@@ -16,6 +16,7 @@ from streams.alerting.detection import EmbeddedAlerting
 from streams.common.progress import Progress
 from streams.embedded.runner import EmbeddedRunner
 from streams.sim.simulator import DAY, HOUR, MINUTE, START, Incident, SimulationConfig, simulate
+from streams.store.columns import ColumnBatch
 
 START_MS = int(START.timestamp() * 1000)
 SUPPORT_SLACK = 2 * HOUR  # contacts caused by an incident keep coming a little after it ends
@@ -68,7 +69,7 @@ class _MeasuredAlerting(EmbeddedAlerting):
     largest_state = 0
     detector_seconds = 0.0
 
-    def process(self, batch: RowBatch, watermark: int) -> list[AlertEvent]:
+    def process(self, batch: RowBatch | ColumnBatch, watermark: int) -> list[AlertEvent]:
         started = time.perf_counter()
         alerts = super().process(batch, watermark)
         self.detector_seconds += time.perf_counter() - started

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from projections import schema
 from projections.engine import JourneyEngine
 from projections.intake import Intake
@@ -23,9 +21,9 @@ from projections.state_codec import encode_state
 from streams.common.progress import Progress
 from streams.embedded.runner import DRAIN_EVERY, EmbeddedRunner
 from streams.sim.simulator import SimulationConfig, simulate
-from streams.store import arrow_rows
 from streams.store.clickhouse import ClickHouseProjectionStore
-from streams.store.scenarios import write_settings
+from streams.store.columns import ColumnBatch
+from streams.store.writer import BackgroundWriter
 
 
 def simulated_lines(model: JourneyModel, events: int, seed: int = 11) -> list[bytes]:
@@ -39,10 +37,14 @@ def simulated_lines(model: JourneyModel, events: int, seed: int = 11) -> list[by
 
 
 def _run(
-    engine: JourneyEngine | NativeEngine, lines: list[bytes], store: ClickHouseProjectionStore | None
+    engine: JourneyEngine | NativeEngine,
+    lines: list[bytes],
+    store: ClickHouseProjectionStore | None,
+    *,
+    arrow: bool = False,
 ) -> tuple[float, float]:
-    """The `run` path (runner, tuple rows): wall and CPU seconds."""
-    runner = EmbeddedRunner(engine, store)
+    """The runner's path (tuple rows unless arrow): wall and CPU seconds."""
+    runner = EmbeddedRunner(engine, store, arrow=arrow)
     progress = Progress(f"bench {type(engine).__name__}", total=len(lines))
     gc.collect()
     started, cpu = time.perf_counter(), time.process_time()
@@ -55,27 +57,30 @@ def _run(
 def _native_arrow(
     model: JourneyModel, lines: list[bytes], store: ClickHouseProjectionStore | None
 ) -> tuple[float, float]:
-    """Native decode -> fold -> Arrow record batches per table (inserted when a store is given):
-    wall and CPU seconds; no Python object per event or row on this path."""
+    """Native decode -> fold -> Arrow record batches per table (inserted when a store is given, on
+    a writer thread while the next lines fold; batches that queue meanwhile go in one insert per
+    table): wall and CPU seconds; no Python object per event or row on this path."""
     engine = NativeEngine(model, "bench")
     intake = Intake(engine)
-    tables = {table.name: table for table in schema.TABLES}
     progress = Progress("bench native -> Arrow", total=len(lines))
     gc.collect()
     gc.freeze()
     started, cpu = time.perf_counter(), time.process_time()
-    records = list(enumerate(lines, start=1))
-    for start in range(0, len(records), DRAIN_EVERY):
-        verdicts = intake.offer_batch(records[start : start + DRAIN_EVERY], "bench")
-        bad = [verdict.quarantine for verdict in verdicts if verdict.quarantine is not None]
-        for name, (count, columns) in engine.drain_columns().items():
-            batch = arrow_rows.native_record_batch(tables[name], count, columns)
-            if store is not None:
-                data = pa.Table.from_batches([batch])
-                arrow_rows.insert_arrow(store, tables[name], data, write_settings(name))
-        if store is not None and bad:
-            store.insert_rows(schema.BAD_EVENTS, bad)
-        progress.update(min(len(records), start + DRAIN_EVERY))
+    writer = None if store is None else BackgroundWriter(store)
+    try:
+        records = list(enumerate(lines, start=1))
+        for start in range(0, len(records), DRAIN_EVERY):
+            verdicts = intake.offer_batch(records[start : start + DRAIN_EVERY], "bench")
+            batch = ColumnBatch.of_native(engine.drain_columns())
+            for verdict in verdicts:
+                if verdict.quarantine is not None:
+                    batch.add(schema.BAD_EVENTS, verdict.quarantine)
+            if writer is not None:
+                writer.submit(batch)
+            progress.update(min(len(records), start + DRAIN_EVERY))
+    finally:
+        if writer is not None:
+            writer.close()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     progress.done()
     return elapsed, cpu

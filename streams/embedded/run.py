@@ -48,7 +48,9 @@ def run_file(
     """
     engine = journey_engine(model, scenario, engine_kind)
     continue_journeys(engine, store)
-    runner = EmbeddedRunner(engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms)
+    runner = EmbeddedRunner(
+        engine, store, alerting=alerting, keep_state=True, not_after_ms=not_after_ms, overlap_writes=True
+    )
     progress = Progress(f"events from {source}")
     stats = runner.feed(_read_lines(source), source, progress.update)
     progress.done(stats.lines + stats.blank)

@@ -16,7 +16,9 @@ from projections.native_engine import NativeEngine
 from projections.rows import Row
 from projections.state_codec import decode_state, encode_state
 from streams.alerting.detection import EmbeddedAlerting
+from streams.store.columns import ColumnBatch
 from streams.store.protocol import ProjectionStore
+from streams.store.writer import BackgroundWriter
 
 DRAIN_EVERY = 25_000
 
@@ -53,8 +55,13 @@ class EmbeddedRunner:
         keep_state: bool = False,
         *,
         not_after_ms: int | None = None,
+        arrow: bool = True,
+        overlap_writes: bool = False,
     ) -> None:
         self.engine = engine
+        # The native engine's rows go to the store as Arrow columns (no Python object per row);
+        # arrow=False drains them as tuples, as the Python engine's.
+        self.arrow = arrow and isinstance(engine, NativeEngine)
         # Events later than not_after_ms (the caller's wall clock plus its bound) are future_timestamp;
         # too-late events are settled against the store (already stored: duplicates, not bad).
         self.intake = Intake(engine, not_after_ms=not_after_ms, defer_too_late=store is not None)
@@ -63,6 +70,9 @@ class EmbeddedRunner:
         self.alerting = alerting  # friction spike detection on each drained batch (optional)
         # Write customer states beside the projections so the next run continues the journeys.
         self.keep_state = keep_state and store is not None
+        # feed() writes on a writer thread while it folds the next lines (`run`); serve writes itself.
+        self.overlap_writes = overlap_writes and store is not None
+        self._writer: BackgroundWriter | None = None
         self.stats = RunStats()
         self._bad: list[Row] = []
         self._late: list[Verdict] = []
@@ -74,6 +84,22 @@ class EmbeddedRunner:
         on_progress: Callable[[int], None] | None = None,
     ) -> RunStats:
         """Process (position, raw line) pairs from one source; blank lines are counted and skipped."""
+        stats = self.stats
+        if self.overlap_writes and self.store is not None:
+            self._writer = BackgroundWriter(self.store)
+        try:
+            self._feed(lines, source, on_progress)
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                stats.rows_written += writer.close()
+        counters = self.engine.counters
+        stats.accepted, stats.duplicates, stats.bad = counters.accepted, counters.duplicates, counters.bad
+        return stats
+
+    def _feed(
+        self, lines: Iterable[tuple[int, bytes]], source: str, on_progress: Callable[[int], None] | None
+    ) -> None:
         stats = self.stats
         chunk: list[tuple[int, bytes]] = []
         for position, raw in lines:
@@ -91,9 +117,6 @@ class EmbeddedRunner:
                     on_progress(stats.lines)
         self._offer(chunk, source)
         self.flush()
-        counters = self.engine.counters
-        stats.accepted, stats.duplicates, stats.bad = counters.accepted, counters.duplicates, counters.bad
-        return stats
 
     def _offer(self, chunk: list[tuple[int, bytes]], source: str) -> None:
         # One batch per drain: the native engine decodes and folds it without Python per event.
@@ -129,17 +152,26 @@ class EmbeddedRunner:
         self._bad.extend(verdict.quarantine for verdict in settled if verdict.quarantine is not None)
         return settled
 
-    def flush(self) -> RowBatch:
+    def flush(self) -> RowBatch | ColumnBatch:
         """Write everything collect() gathers; returns the batch written."""
         batch = self.collect()
         self.write(batch)
         return batch
 
-    def collect(self) -> RowBatch:
+    def collect(self) -> RowBatch | ColumnBatch:
         """Drain the engine into one batch: its rows, the quarantined records and, when the runner
-        keeps state in the store, the changed customers' journey states (nothing is written)."""
+        keeps state in the store, the changed customers' journey states (nothing is written).
+        The native engine's rows come as Arrow columns (a ColumnBatch) unless arrow=False."""
         engine = self.engine
-        if isinstance(engine, NativeEngine):
+        batch: RowBatch | ColumnBatch
+        if isinstance(engine, NativeEngine) and self.arrow:
+            if self.keep_state:
+                tables, states = engine.drain_kept_columns()
+                batch = ColumnBatch.of_native(tables)
+                batch.add_states(engine.scenario, states)
+            else:
+                batch = ColumnBatch.of_native(engine.drain_columns())
+        elif isinstance(engine, NativeEngine):
             if self.keep_state:
                 batch, states = engine.drain_kept()
                 for customer_id, raw, revision in states:
@@ -156,6 +188,8 @@ class EmbeddedRunner:
         # allocation burst (it otherwise costs more than the journey engine itself).
         gc.freeze()
         if self._late:
+            if self._writer is not None:
+                self._writer.wait()  # settling reads the store: what this run folded is in it
             self.settle(self._late)
             self._late = []
         for row in self._bad:
@@ -165,9 +199,12 @@ class EmbeddedRunner:
             self.alerting.process(batch, self.engine.watermark)
         return batch
 
-    def write(self, batch: RowBatch) -> None:
-        """Write a collected batch to the store (none: nothing to do)."""
-        if self.store is not None:
+    def write(self, batch: RowBatch | ColumnBatch) -> None:
+        """Write a collected batch to the store (none: nothing to do); inside feed() with
+        overlap_writes, hand it to the writer thread."""
+        if self._writer is not None:
+            self._writer.submit(batch)
+        elif self.store is not None:
             self.stats.rows_written += self.store.write(batch)
 
 

@@ -39,6 +39,7 @@ from streams.ingest.auth import (
 )
 from streams.ingest.guard import read_body
 from streams.store.clickhouse import ClickHouseProjectionStore, StoreError
+from streams.store.columns import ColumnBatch, merged
 from streams.store.sqlguard import GuardedSQL, SqlRefusedError
 
 log = structlog.get_logger("touchpath.ingest")
@@ -344,7 +345,7 @@ class EmbeddedSink:
         self._store_lock = threading.Lock()
         self._folded = 0  # requests folded into the engine
         self._written = 0  # requests whose rows are in the store
-        self._unwritten: RowBatch | None = None
+        self._unwritten: RowBatch | ColumnBatch | None = None
         self._last_problem = ""
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="touchpath-serve")
 
@@ -386,8 +387,7 @@ class EmbeddedSink:
                 rows = runner.collect()
                 upto = self._folded
             if self._unwritten is not None:
-                self._unwritten.extend(rows)
-                rows, self._unwritten = self._unwritten, None
+                rows, self._unwritten = merged(self._unwritten, rows), None
             try:
                 with self._store_lock:
                     runner.write(rows)

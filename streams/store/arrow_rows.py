@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from projections import schema
-from streams.store.clickhouse import ClickHouseProjectionStore
+
+if TYPE_CHECKING:
+    from streams.store.clickhouse import ClickHouseProjectionStore
 
 _WRAPPERS = re.compile(r"^(LowCardinality|Nullable)\((.*)\)$")
 _SCALARS: dict[str, pa.DataType] = {
@@ -81,10 +84,15 @@ def insert_arrow(
     store: ClickHouseProjectionStore, table: schema.Table, data: pa.Table, settings: Mapping[str, object]
 ) -> None:
     """Insert an Arrow table; ClickHouse parses it, so this costs the caller almost no CPU."""
+    store.insert_arrow_stream(table, ipc_stream(data), data.num_rows, settings)
+
+
+def ipc_stream(data: pa.Table) -> bytes:
+    """The Arrow table as one IPC stream (what ClickHouse's ArrowStream format reads)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data)
-    store.insert_arrow_stream(table, sink.getvalue().to_pybytes(), data.num_rows, settings)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 # Arrow types of the native core's column buffers (projections.native_engine.NativeEngine.drain_columns).

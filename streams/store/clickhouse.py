@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 import structlog
+from clickhouse_connect.driver import options as ch_options
 
 from events.errors import TouchpathError
 from projections import schema
@@ -18,7 +20,10 @@ from streams.store.protocol import write_batch
 from streams.store.sqlguard import GuardedSQL, SqlLimits
 
 if TYPE_CHECKING:  # the engine (and numpy) load only where rows are built, not for a query
+    import pyarrow as pa
+
     from projections.engine import RowBatch
+    from streams.store.columns import ColumnBatch
 
 log = structlog.get_logger("touchpath.store")
 
@@ -112,6 +117,7 @@ class ClickHouseProjectionStore:
         description: str = "",
         connect: Callable[[dict[str, object]], Any] | None = None,
     ) -> None:
+        _skip_pandas_probe()
         self.client = client
         self.cluster = cluster
         self.description = description
@@ -173,9 +179,19 @@ class ClickHouseProjectionStore:
         for statement in statements:
             self.client.command(statement)
 
-    def write(self, batch: RowBatch) -> int:
-        """Insert a batch, table by table, column-oriented; returns rows written."""
-        return write_batch(batch, self.insert_rows)
+    def write(self, batch: RowBatch | ColumnBatch) -> int:
+        """Insert a batch, table by table, column-oriented (Arrow rows as one Arrow stream per
+        table); returns rows written."""
+        return write_batch(batch, self.insert_rows, self.insert_arrow)
+
+    def insert_arrow(self, table: schema.Table, data: pa.Table, token: str | None = None) -> None:
+        """Insert an Arrow table of one table's rows (ClickHouse parses it: no Python work per row);
+        the tokens work as insert_rows's."""
+        from streams.store.arrow_rows import ipc_stream  # noqa: PLC0415 -- pyarrow loads where rows are built
+
+        settings: dict[str, object] = dict(INSERT_SETTINGS)
+        settings["insert_deduplication_token"] = token if token is not None else uuid.uuid4().hex
+        self.insert_arrow_stream(table, ipc_stream(data), data.num_rows, settings)
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None
@@ -274,6 +290,16 @@ class ClickHouseProjectionStore:
             raise StoreError(f"query failed: {error}") from error
         return [list(column) for column in result.result_columns]
 
+    def query_arrow(self, sql: str, parameters: dict[str, object] | None = None) -> pa.Table:
+        """One of touchpath's own read queries as an Arrow table, Strings as Arrow strings (for
+        large pages: no Python object per value). No readonly setting: over chDB it would outlive
+        the query (the next insert fails)."""
+        try:
+            table = self.client.query_arrow(sql, parameters=parameters or {}, use_strings=True)
+        except Exception as error:
+            raise StoreError(f"query failed: {error}") from error
+        return table
+
     def journey_states(self, scenario: str) -> list[bytes]:
         """The encoded journey states kept for a scenario (see EmbeddedRunner keep_state)."""
         _, rows = self.query(
@@ -311,6 +337,15 @@ class ClickHouseProjectionStore:
     def close(self) -> None:
         """Release the client (and, embedded, the data dir lock)."""
         self.client.close()
+
+
+def _skip_pandas_probe() -> None:
+    """clickhouse-connect imports pandas (a second or more) on a process's first insert only to ask
+    whether the data is a DataFrame; touchpath never inserts one, so unless pandas is loaded
+    already, tell clickhouse-connect it is absent (a configuration it supports)."""
+    if "pandas" not in sys.modules and "pd" not in vars(ch_options):
+        ch_options.pd = None
+        ch_options.pd_time_test = None
 
 
 def private_dir(path: Path) -> None:

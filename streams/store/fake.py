@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from projections import schema
 from streams.store.clickhouse import StoreError
+from streams.store.columns import ColumnBatch, arrow_rows
 from streams.store.protocol import write_batch
 
 if TYPE_CHECKING:
@@ -42,9 +45,17 @@ class InMemoryProjectionStore:
         for table in schema.TABLES:
             self.tables.setdefault(table.name, [])
 
-    def write(self, batch: RowBatch) -> int:
+    def write(self, batch: RowBatch | ColumnBatch) -> int:
         """Insert a batch table by table; returns the rows written."""
-        return write_batch(batch, self.insert_rows)
+        return write_batch(batch, self.insert_rows, self.insert_arrow)
+
+    def insert_arrow(self, table: schema.Table, data: pa.Table, token: str | None = None) -> None:
+        """Append an Arrow table's rows as the engines' tuples (times as integer ms)."""
+        if data.num_columns != len(table.columns):
+            width = len(table.columns)
+            msg = f"insert into {table.name} failed: {data.num_columns} columns, the table has {width}"
+            raise StoreError(msg)
+        self.insert_rows(table, arrow_rows(data), token)
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None

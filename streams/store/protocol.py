@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from projections import schema
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyarrow and the engine load only where rows are written, not for a query
+    import pyarrow as pa
+
     from projections.engine import RowBatch
+    from streams.store.columns import ColumnBatch
 
 
 class ProjectionStore(Protocol):
@@ -26,14 +29,20 @@ class ProjectionStore(Protocol):
         """Create the projection tables if missing (safe on every start)."""
         ...
 
-    def write(self, batch: RowBatch) -> int:
-        """Insert a batch table by table; returns the rows written."""
+    def write(self, batch: RowBatch | ColumnBatch) -> int:
+        """Insert a batch table by table (a ColumnBatch's Arrow rows in one insert per table);
+        returns the rows written."""
         ...
 
     def insert_rows(
         self, table: schema.Table, rows: Sequence[tuple[object, ...]], token: str | None = None
     ) -> None:
         """Insert rows of one table; a repeated token makes the insert a no-op (a retried batch)."""
+        ...
+
+    def insert_arrow(self, table: schema.Table, data: pa.Table, token: str | None = None) -> None:
+        """Insert an Arrow table of one projection table's rows (columns in its order, times as
+        timestamp[ms, UTC]); the same rows as insert_rows would store, the same token semantics."""
         ...
 
     def query(
@@ -64,13 +73,27 @@ class ProjectionStore(Protocol):
 
 
 def write_batch(
-    batch: RowBatch, insert_rows: Callable[[schema.Table, Sequence[tuple[object, ...]]], None]
+    batch: RowBatch | ColumnBatch,
+    insert_rows: Callable[[schema.Table, Sequence[tuple[object, ...]]], None],
+    insert_arrow: Callable[[schema.Table, pa.Table], None],
 ) -> int:
-    """Insert a batch table by table, in the schema's order, through an adapter's insert_rows;
-    returns the rows written (every adapter's write())."""
+    """Insert a batch table by table, in the schema's order, through an adapter's insert_rows and
+    insert_arrow (a table's Arrow rows in one insert, before its tuple rows); returns the rows
+    written (every adapter's write())."""
+    import pyarrow as pa  # noqa: PLC0415 -- see the imports
+
+    from streams.store.columns import ColumnBatch  # noqa: PLC0415
+
+    arrow = batch.arrow if isinstance(batch, ColumnBatch) else {}
+    tuples = batch.rows.rows if isinstance(batch, ColumnBatch) else batch.rows
     written = 0
     for table in schema.TABLES:
-        rows = batch.rows.get(table.name)
+        batches = arrow.get(table.name)
+        if batches:
+            data = pa.Table.from_batches(batches)
+            insert_arrow(table, data)
+            written += data.num_rows
+        rows = tuples.get(table.name)
         if rows:
             insert_rows(table, rows)
             written += len(rows)

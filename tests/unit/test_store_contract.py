@@ -11,8 +11,12 @@ import pytest
 from projections import schema
 from projections.engine import JourneyEngine
 from projections.journeys import JourneyModel
+from projections.native import native_available
+from projections.native_engine import NativeEngine
 from streams.embedded.runner import EmbeddedRunner, restore_state
+from streams.store.arrow_rows import decode, encode_rows
 from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.store.columns import ColumnBatch
 from streams.store.fake import InMemoryProjectionStore
 from streams.store.protocol import ProjectionStore
 from tests.conftest import event_line
@@ -124,6 +128,88 @@ class TestInMemoryStore(StoreContract):
 
 class TestChdbStore(StoreContract):
     """The embedded ClickHouse (chDB) behind ClickHouseProjectionStore."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[ProjectionStore]:
+        chdb = ClickHouseProjectionStore.embedded(tmp_path)
+        chdb.create_schema()
+        yield chdb
+        chdb.close()
+
+
+class ArrowContract:
+    """Arrow writes (the native engine's path) keep the contract: the same rows as tuples."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[ProjectionStore]:
+        raise NotImplementedError
+
+    def test_arrow_rows_read_back_as_their_tuples_would(self, store: ProjectionStore) -> None:
+        tuples = [_event("s1", "e2"), _event("s1", "e1", source="file")]
+        store.insert_rows(schema.TOUCHPOINT_EVENTS, tuples)
+        blob = encode_rows(schema.TOUCHPOINT_EVENTS, [("s2", *row[1:]) for row in tuples])
+        assert blob is not None
+        batch = ColumnBatch()
+        for record_batch in decode(blob).to_batches():
+            batch.add_arrow(schema.TOUCHPOINT_EVENTS, record_batch)
+        batch.add(schema.JOURNEY_STATE, _state("c1", b"kept", 1))
+        assert store.write(batch) == 3
+        as_tuples = store.rows(schema.TOUCHPOINT_EVENTS, "s1")
+        assert [{**row, "scenario": "s1"} for row in store.rows(schema.TOUCHPOINT_EVENTS, "s2")] == as_tuples
+        assert store.journey_states("s1") == [b"kept"]
+
+    def test_an_arrow_insert_repeating_a_token_inserts_nothing(self, store: ProjectionStore) -> None:
+        blob = encode_rows(schema.TOUCHPOINT_EVENTS, [_event("s1", "e1"), _event("s1", "e2")])
+        assert blob is not None
+        store.insert_arrow(schema.TOUCHPOINT_EVENTS, decode(blob), token="batch-1")
+        store.insert_arrow(schema.TOUCHPOINT_EVENTS, decode(blob), token="batch-1")
+        count = "SELECT count() FROM touchpoint_events WHERE scenario = {scenario:String}"
+        assert store.scalar(count, {"scenario": "s1"}) == 2
+
+    @pytest.mark.skipif(not native_available(), reason="the native extension is not built")
+    def test_the_native_runner_writes_arrow_and_resumes_from_the_store(
+        self, store: ProjectionStore, model: JourneyModel
+    ) -> None:
+        """The native engine's Arrow rows and kept states: a second run (on a writer thread)
+        continues the journeys, re-sent events are duplicates."""
+        lines = [
+            event_line("e1", "c1", "email.campaign", 0, persona="online_buyer"),
+            event_line("e2", "c1", "web.product_page", 10),
+            b"{broken",
+        ]
+        first = EmbeddedRunner(NativeEngine(model), store, keep_state=True).feed(enumerate(lines, 1), "a")
+        assert (first.accepted, first.bad, first.rows_written > 3) == (2, 1, True)
+        engine = NativeEngine(model)
+        assert restore_state(engine, store) == 1
+        again = EmbeddedRunner(engine, store, keep_state=True, overlap_writes=True).feed(
+            enumerate([lines[1], event_line("e3", "c1", "web.cart", 20)], 1), "b"
+        )
+        assert (again.accepted, again.duplicates, again.bad) == (2, 1, 0)
+        (instance,) = store.rows(schema.JOURNEY_INSTANCES, "live")
+        assert instance["path"] == ["email.campaign", "web.product_page", "web.cart"]
+        (bad,) = store.rows(schema.BAD_EVENTS, "live")
+        assert (bad["source"], bad["reason"]) == ("a", "malformed_json")
+        events = store.rows(schema.TOUCHPOINT_EVENTS, "live")
+        assert [(row["event_id"], row["occurred_at"]) for row in events] == [
+            ("e1", datetime(2026, 3, 2, 9)),
+            ("e2", datetime(2026, 3, 2, 9, 10)),
+            ("e3", datetime(2026, 3, 2, 9, 20)),
+        ]
+
+
+class TestInMemoryStoreArrow(ArrowContract):
+    """The fake takes Arrow batches as the engines' tuples."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[ProjectionStore]:
+        fake = InMemoryProjectionStore()
+        fake.create_schema()
+        yield fake
+        fake.close()
+
+
+class TestChdbStoreArrow(ArrowContract):
+    """chDB takes them as one Arrow stream per table."""
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[ProjectionStore]:
