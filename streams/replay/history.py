@@ -8,10 +8,9 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Protocol
@@ -244,15 +243,6 @@ class ChunkReplayer:
         result.cpu_s = time.process_time() - started
         return result
 
-    def replay_ipc(self, chunk: bytes) -> ChunkResult:
-        """replay() of a chunk handed over as an Arrow IPC stream of HISTORY_SQL's columns."""
-        started = time.process_time()
-        columns = page_columns(arrow_rows.decode(chunk))
-        decoded = time.process_time() - started
-        result = self.replay(columns)
-        result.cpu_s += decoded
-        return result
-
     def _quarantine(self, row: tuple[Any, ...], position: int) -> Row:
         """The bad_events row of a recorded event this model's registry refuses."""
         customer, stamp, event_id, touchpoint, channel, _, persona = row[:7]
@@ -288,8 +278,8 @@ def _start_worker(definitions: str, scenario: str, watermark: int, engine: Engin
     gc.set_threshold(50_000, 20, 100)
 
 
-def _replay_in_worker(chunk: bytes) -> ChunkResult:
-    return _WORKER["replayer"].replay_ipc(chunk)
+def _replay_in_worker(columns: Columns) -> ChunkResult:
+    return _WORKER["replayer"].replay(columns)
 
 
 class _InProcess(Executor):
@@ -301,7 +291,7 @@ class _InProcess(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """The chunk's result, computed now (fn is the workers' entry point; here the replayer runs)."""
         future: Future[Any] = Future()
-        future.set_result(self.replayer.replay_ipc(*args))
+        future.set_result(self.replayer.replay(*args))
         return future
 
 
@@ -309,14 +299,7 @@ class _InProcess(Executor):
 
 
 class RowWriter:
-    """Buffers rows per table and inserts them in large blocks; ClickHouse parses the Arrow data.
-
-    The inserts run on one writer thread (ClickHouse works with the GIL released), in order, so
-    this process goes on reading pages and handing out chunks meanwhile; at most `MAX_PENDING`
-    inserts wait. A failed insert is raised by a later add() or by close().
-    """
-
-    MAX_PENDING = 4
+    """Buffers rows per table and inserts them in large blocks; ClickHouse parses the Arrow data."""
 
     def __init__(self, store: ClickHouseProjectionStore, flush_rows: int = FLUSH_ROWS) -> None:
         self.store = store
@@ -325,8 +308,6 @@ class RowWriter:
         self._tables = {table.name: table for table in schema.TABLES}
         self._arrow: dict[str, list[pa.Table]] = {}
         self._plain: dict[str, list[Row]] = {}
-        self._inserts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="touchpath-replay-writer")
-        self._pending: deque[Future[None]] = deque()
 
     def add(self, result: ChunkResult) -> None:
         """Take one chunk's rows; inserts the tables whose buffers are full."""
@@ -343,33 +324,21 @@ class RowWriter:
         self.add(result)
 
     def close(self) -> None:
-        """Insert everything still buffered and wait for every insert."""
-        try:
-            self._flush(force=True)
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._inserts.shutdown(cancel_futures=True)
-
-    def _submit(self, insert: Callable[[], None]) -> None:
-        while self._pending and (self._pending[0].done() or len(self._pending) >= self.MAX_PENDING):
-            self._pending.popleft().result()  # raises a failed insert's StoreError here
-        self._pending.append(self._inserts.submit(insert))
+        """Insert everything still buffered."""
+        self._flush(force=True)
 
     def _flush(self, *, force: bool) -> None:
         for name, parts in list(self._arrow.items()):
             buffered = sum(part.num_rows for part in parts)
             if parts and (force or buffered >= self.flush_rows):
                 data = pa.concat_tables(parts)
-                table, settings = self._tables[name], write_settings(name)
-                self._submit(partial(arrow_rows.insert_arrow, self.store, table, data, settings))
+                arrow_rows.insert_arrow(self.store, self._tables[name], data, write_settings(name))
                 self.written += data.num_rows
                 self._arrow[name] = []
         for name, rows in list(self._plain.items()):
             if rows and (force or len(rows) >= self.flush_rows):
-                token = str(write_settings(name)["insert_deduplication_token"])
-                table = self._tables[name]
-                self._submit(partial(self.store.insert_rows, table, rows, token=token))
+                token = write_settings(name)["insert_deduplication_token"]
+                self.store.insert_rows(self._tables[name], rows, token=str(token))
                 self.written += len(rows)
                 self._plain[name] = []
 
@@ -430,11 +399,11 @@ def history_extent(store: ClickHouseProjectionStore, window: TimeWindow) -> tupl
 
 def history_pages(
     store: ClickHouseProjectionStore, start_ms: int, last_ms: int, page_events: int = PAGE_EVENTS
-) -> Iterator[pa.Table]:
-    """The live events in [start, last] as Arrow pages of whole customers, in customer order.
+) -> Iterator[Columns]:
+    """The live events in [start, last] as column pages of whole customers, in customer order.
 
     Keyset pages on the table's sort key: no query stays open between pages (the same client
-    inserts meanwhile) and memory holds one page. Arrow: no Python object per value here.
+    inserts meanwhile) and memory holds one page.
     """
     after = ""
     times = {"start": _ms_param(start_ms), "end": _ms_param(last_ms)}
@@ -443,35 +412,28 @@ def history_pages(
         upto = str(rows[0][0]) if rows else ""
         parameters = {"after": after, "upto": upto, "last_page": not rows, **times}
         try:
-            page = store.query_arrow(HISTORY_SQL, parameters)
+            columns = store.query_columns(HISTORY_SQL, parameters)
         except StoreError as error:
             msg = f"reading touchpoint_events (customers after '{after}') failed: {error.__cause__ or error}"
             raise StoreError(msg) from error
-        if page.num_rows:
-            yield page
+        if columns and columns[0]:
+            yield columns
         if not rows:
             return
         after = upto
 
 
-def split_customers(page: pa.Table, chunk_events: int = CHUNK_EVENTS) -> Iterator[pa.Table]:
-    """Slices (no copy) of about chunk_events events that never split one customer's events."""
-    customers = page.column(0)
-    count = page.num_rows
+def split_customers(columns: Columns, chunk_events: int = CHUNK_EVENTS) -> Iterator[Columns]:
+    """Chunks of about chunk_events events that never split one customer's events."""
+    customers = columns[0]
+    count = len(customers)
     start = 0
     while start < count:
         end = min(start + chunk_events, count)
-        if end < count:
-            last = customers[end - 1].as_py()
-            while end < count and customers[end].as_py() == last:
-                end += 1
-        yield page.slice(start, end - start)
+        while end < count and customers[end] == customers[end - 1]:
+            end += 1
+        yield [column[start:end] for column in columns]
         start = end
-
-
-def page_columns(page: pa.Table) -> Columns:
-    """A page's columns as Python lists (what ChunkReplayer.replay folds)."""
-    return [column.to_pylist() for column in page.columns]
 
 
 def copy_recorded_events(
@@ -569,7 +531,7 @@ def replay_from_clickhouse(
     try:
         for page in history_pages(store, start_ms, last, page_events):
             for chunk in split_customers(page):
-                pending.append(executor.submit(_replay_in_worker, arrow_rows.ipc_stream(chunk)))
+                pending.append(executor.submit(_replay_in_worker, chunk))
                 while len(pending) > in_flight or (pending and pending[0].done()):
                     take(pending.popleft().result())
             if not copied:  # while the workers start on the first page

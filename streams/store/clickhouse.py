@@ -290,16 +290,6 @@ class ClickHouseProjectionStore:
             raise StoreError(f"query failed: {error}") from error
         return [list(column) for column in result.result_columns]
 
-    def query_arrow(self, sql: str, parameters: dict[str, object] | None = None) -> pa.Table:
-        """One of touchpath's own read queries as an Arrow table, Strings as Arrow strings (for
-        large pages: no Python object per value). No readonly setting: over chDB it would outlive
-        the query (the next insert fails)."""
-        try:
-            table = self.client.query_arrow(sql, parameters=parameters or {}, use_strings=True)
-        except Exception as error:
-            raise StoreError(f"query failed: {error}") from error
-        return table
-
     def journey_states(self, scenario: str) -> list[bytes]:
         """The encoded journey states kept for a scenario (see EmbeddedRunner keep_state)."""
         _, rows = self.query(
