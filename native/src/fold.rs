@@ -200,7 +200,7 @@ pub const NEVER: i64 = -(1 << 62);
 /// Everything the engine remembers of one customer (CustomerState).
 #[derive(Debug, Clone)]
 pub struct CustomerState {
-    pub customer_id: String,
+    pub customer_id: Arc<str>, // shared with the engine's index
     pub instances: Vec<Instance>,
     /// The ids of the retained events (CustomerState.seen), kept as hash -> how many retained
     /// events have it; a hit is confirmed against the events themselves, so it stays exact.
@@ -214,7 +214,7 @@ pub struct CustomerState {
 }
 
 impl CustomerState {
-    pub fn new(customer_id: String) -> Self {
+    pub fn new(customer_id: Arc<str>) -> Self {
         CustomerState {
             customer_id,
             instances: Vec::new(),

@@ -5,6 +5,7 @@
 pub mod alignment;
 pub mod blake2b;
 pub mod datetime;
+pub mod deadlines;
 pub mod engine;
 pub mod event;
 pub mod fold;

@@ -1,6 +1,5 @@
 //! Python bindings (module `projections._native`); the Python side wraps them in projections/native.py.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
@@ -500,7 +499,12 @@ impl PyEngine {
             survey_kind: survey_kind.map(|k| self.inner.model.intern(&k)),
             survey_score,
         };
-        let extras = EventExtras { customer_id, survey_comment, attributes, source };
+        let extras = EventExtras {
+            customer_id: &customer_id,
+            survey_comment: survey_comment.as_deref(),
+            attributes: &attributes,
+            source: source.as_deref(),
+        };
         placement_code(self.inner.accept(event, extras, stream_time))
     }
 
@@ -540,37 +544,37 @@ impl PyEngine {
                 exceptions.push((index, FEED_FALLBACK, None));
                 continue;
             }
-            let (survey_kind, survey_score, survey_comment) = match e.survey {
+            let (survey_kind, survey_score, survey_comment) = match &e.survey {
                 Some(survey) => {
                     let kind = self.inner.model.intern(survey.kind);
-                    (Some(kind), Some(survey.score), survey.comment.map(Cow::into_owned))
+                    (Some(kind), Some(survey.score), survey.comment.as_deref())
                 }
                 None => (None, None, None),
             };
-            let attributes = match e.attributes {
+            let attributes = match &e.attributes {
                 Some(bytes) => {
-                    String::from_utf8(bytes).map_err(|err| PyValueError::new_err(err.to_string()))?
+                    std::str::from_utf8(bytes).map_err(|err| PyValueError::new_err(err.to_string()))?
                 }
-                None => "{}".to_string(),
+                None => "{}",
             };
             let event = Event {
                 core: Occurrence {
                     ts,
-                    event_id: e.event_id.into_owned(),
+                    event_id: e.event_id.as_ref().to_owned(),
                     touchpoint: self.inner.model.intern(&e.touchpoint),
                     channel: self.inner.model.intern(&e.channel),
                 },
                 outcome: e.outcome.map(|o| self.inner.model.intern(o)),
-                persona: e.persona.map(|p| self.inner.model.intern(&p)),
-                employee_id: e.employee_id.map(Cow::into_owned),
+                persona: e.persona.as_deref().map(|p| self.inner.model.intern(p)),
+                employee_id: e.employee_id.as_deref().map(str::to_owned),
                 survey_kind,
                 survey_score,
             };
             let extras = EventExtras {
-                customer_id: e.customer_id.into_owned(),
+                customer_id: &e.customer_id,
                 survey_comment,
                 attributes,
-                source: e.source.map(Cow::into_owned),
+                source: e.source.as_deref(),
             };
             match self.inner.accept(event, extras, None) {
                 // Nothing changed: the full path refuses it again, with the verdict the shell needs.

@@ -2,6 +2,8 @@
 //! (orjson's compact JSON, format 2; format 1 is read too), so either engine resumes the other's
 //! kept states.
 
+use std::sync::Arc;
+
 use crate::alignment::Occurrence;
 use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
@@ -196,7 +198,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
     if top.len() != 8 {
         return Err(bad("not an 8-item array"));
     }
-    let mut state = CustomerState::new(text(&top[1], "customer_id")?.to_string());
+    let mut state = CustomerState::new(Arc::from(text(&top[1], "customer_id")?));
     state.frontier = time(&top[2], "frontier")?;
     state.persona_before = opt_text(&top[3], "persona_before")?.map(str::to_string);
     state.revision = uint(&top[4], "revision")?;
