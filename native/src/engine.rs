@@ -339,7 +339,9 @@ impl Engine {
             total += 2 * size_of::<usize>() + state.customer_id.len() // the Arc's counts and the id
                 + customer.pending.capacity() * size_of::<usize>()
                 + state.persona_before.as_ref().map_or(0, String::capacity)
-                + map_bytes(state.seen.capacity(), size_of::<(u64, u32)>())
+                + state.seen.as_ref().map_or(0, |index| {
+                    size_of::<FastMap<u64, u32>>() + map_bytes(index.capacity(), size_of::<(u64, u32)>())
+                })
                 + (state.instances.capacity() + state.retired.capacity()) * size_of::<Instance>();
             total += state.instances.iter().chain(&state.retired).map(instance_bytes).sum::<usize>();
         }
@@ -823,6 +825,34 @@ mod tests {
         }
         assert!(reversed.is_deleted.contains(&1), "a retired instance is tombstoned");
         assert_eq!(latest(&reversed), latest(&in_order.drain().instances));
+    }
+
+    #[test]
+    fn duplicates_are_found_before_and_after_a_customer_has_its_ids_indexed() {
+        let ids: Vec<String> = (0..fold::SEEN_INDEX_FROM + 8).map(|n| format!("e{n}")).collect();
+        let mut engine = Engine::new(model(), "live".into());
+        for (n, id) in ids.iter().enumerate() {
+            let placements = feed(&mut engine, &[(id, "web.a", n as i64 * 10), ("e0", "web.a", 0)]);
+            assert_eq!(placements, vec![Placement::Accepted, Placement::Duplicate], "at {n}");
+            let indexed = engine.state("c1").unwrap().seen.is_some();
+            assert_eq!(indexed, n >= fold::SEEN_INDEX_FROM, "at {n}");
+        }
+        // Out of order, into the indexed state: new ids are taken, every retained id refused.
+        let late = feed(&mut engine, &[("x", "web.a", 15), ("x", "web.a", 15), (&ids[7], "web.b", 5)]);
+        assert_eq!(late, vec![Placement::Accepted, Placement::Duplicate, Placement::Duplicate]);
+        let rows = engine.drain();
+        assert_eq!(rows.events.event_id.len(), ids.len() + 1);
+        // A restored state indexes its ids again.
+        let mut raw = Vec::new();
+        state::encode(engine.state("c1").unwrap(), &engine.model, &mut raw);
+        let mut restored = Engine::new(model(), "live".into());
+        let decoded = state::decode(&raw, &mut restored.model).unwrap();
+        assert!(decoded.seen.is_some());
+        restored.restore(decoded);
+        assert_eq!(
+            feed(&mut restored, &[("x", "web.a", 15), ("y", "web.a", 16)]),
+            [Placement::Duplicate, Placement::Accepted]
+        );
     }
 
     #[test]

@@ -197,14 +197,19 @@ impl Instance {
 
 pub const NEVER: i64 = -(1 << 62);
 
+/// How many retained events a customer has before its event ids are indexed (CustomerState::seen).
+pub const SEEN_INDEX_FROM: usize = 32;
+
 /// Everything the engine remembers of one customer (CustomerState).
 #[derive(Debug, Clone)]
 pub struct CustomerState {
     pub customer_id: Arc<str>, // shared with the engine's index
     pub instances: Vec<Instance>,
-    /// The ids of the retained events (CustomerState.seen), kept as hash -> how many retained
-    /// events have it; a hit is confirmed against the events themselves, so it stays exact.
-    pub seen: FastMap<u64, u32>,
+    /// An index of the retained events' ids (CustomerState.seen) as hash -> how many retained
+    /// events have it, built only once a customer retains more than SEEN_INDEX_FROM events:
+    /// below that a scan of the events is as fast and costs no memory (most customers). A hit
+    /// is confirmed against the events themselves, so either way the answer is exact.
+    pub seen: Option<Box<FastMap<u64, u32>>>,
     pub frontier: i64,
     pub persona_before: Option<String>,
     pub revision: u64,
@@ -218,7 +223,7 @@ impl CustomerState {
         CustomerState {
             customer_id,
             instances: Vec::new(),
-            seen: FastMap::default(),
+            seen: None,
             frontier: NEVER,
             persona_before: None,
             revision: 0,
@@ -231,6 +236,50 @@ impl CustomerState {
     /// Whether a retained event has this id.
     pub fn holds(&self, event_id: &str) -> bool {
         self.instances.iter().flat_map(|i| &i.events).any(|e| e.core.event_id == event_id)
+    }
+
+    /// Whether a retained event has this id, through the index when there is one.
+    pub fn is_duplicate(&self, event_id: &str) -> bool {
+        match &self.seen {
+            Some(index) => index.contains_key(&hash_id(event_id)) && self.holds(event_id),
+            None => self.holds(event_id),
+        }
+    }
+
+    /// Note an event just added to the instances, by the hash of its id taken before (given
+    /// when there is an index): counted in the index, or the index built once there are enough.
+    fn note_retained(&mut self, id_hash: Option<u64>) {
+        match (&mut self.seen, id_hash) {
+            (Some(index), Some(id_hash)) => *index.entry(id_hash).or_insert(0) += 1,
+            _ => self.reindex(),
+        }
+    }
+
+    /// Index the retained events' ids if there are enough of them (after a decode, or once a
+    /// customer passes SEEN_INDEX_FROM); the index is kept from then on.
+    pub fn reindex(&mut self) {
+        let retained: usize = self.instances.iter().map(|i| i.events.len()).sum();
+        if retained <= SEEN_INDEX_FROM {
+            return;
+        }
+        let mut index = FastMap::default();
+        for e in self.instances.iter().flat_map(|i| &i.events) {
+            *index.entry(hash_id(&e.core.event_id)).or_insert(0) += 1;
+        }
+        self.seen = Some(Box::new(index));
+    }
+
+    /// Forget a dropped event's id (CustomerState.seen.discard).
+    fn forget_retained(&mut self, event_id: &str) {
+        if let Some(index) = &mut self.seen {
+            let id_hash = hash_id(event_id);
+            if let Some(count) = index.get_mut(&id_hash) {
+                *count -= 1;
+                if *count == 0 {
+                    index.remove(&id_hash);
+                }
+            }
+        }
     }
 
     pub fn open_instance(&self) -> Option<&Instance> {
@@ -276,6 +325,10 @@ fn append(instance: &mut Instance, model: &mut Model, event: Event) {
         instance.closure = Some(Closure::FinalStep);
     }
     instance.dirty = true;
+    // Grow by one, not by doubling: a state lives on between drains, which shrink() every list
+    // to its length (resident memory), so doubling here would only be given back at the next
+    // drain, at the cost of a second reallocation per event.
+    instance.events.reserve_exact(1);
     instance.events.push(event);
 }
 
@@ -322,6 +375,7 @@ fn place_in_order(state: &mut CustomerState, model: &mut Model, event: Event) {
     if opens {
         let known = known_persona(model, state.instances.last(), state.persona_before.as_deref());
         let instance = start(&state.customer_id, model, &event, known);
+        state.instances.reserve_exact(1); // as the events in append()
         state.instances.push(instance);
     }
     let current = state.instances.last_mut().expect("just ensured");
@@ -361,14 +415,13 @@ pub enum Placement {
 
 /// Fold a new event into the customer's state, in event-time order whatever the arrival order.
 pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, watermark: i64) -> Placement {
-    let id_hash = hash_id(&event.core.event_id);
-    if state.seen.contains_key(&id_hash) && state.holds(&event.core.event_id) {
+    if state.is_duplicate(&event.core.event_id) {
         return Placement::Duplicate;
     }
     if event.core.ts < state.frontier {
         return Placement::TooLate;
     }
-    *state.seen.entry(id_hash).or_insert(0) += 1;
+    let id_hash = state.seen.is_some().then(|| hash_id(&event.core.event_id));
     state.events_accepted += 1;
     state.revision += 1;
     let in_order = match state.instances.last() {
@@ -377,6 +430,7 @@ pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, wat
     };
     if in_order {
         place_in_order(state, model, event);
+        state.note_retained(id_hash);
         return Placement::Accepted;
     }
     // Out of order: insert into the retained events and recompute the affected instances.
@@ -388,8 +442,10 @@ pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, wat
         .expect("the event sorts before the last retained event");
     let events = &mut state.instances[target].events;
     let at = events.partition_point(|e| e.key() <= key);
+    events.reserve_exact(1);
     events.insert(at, event);
     resegment_from(state, model, watermark, target);
+    state.note_retained(id_hash);
     Placement::Accepted
 }
 
@@ -431,13 +487,7 @@ pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) ->
         state.frontier = state.frontier.max(gone.end_bound(model));
         state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_deref());
         for event in &gone.events {
-            let id_hash = hash_id(&event.core.event_id);
-            if let Some(count) = state.seen.get_mut(&id_hash) {
-                *count -= 1;
-                if *count == 0 {
-                    state.seen.remove(&id_hash);
-                }
-            }
+            state.forget_retained(&event.core.event_id);
         }
         dropped += 1;
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::alignment::Occurrence;
-use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
+use crate::fold::{instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
 
 pub const FORMAT: i64 = 2;
@@ -246,7 +246,6 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             (base, relative) = spec.core.advance_cached((base, relative), touchpoint);
             goal_reached = goal_reached || spec.goal.contains(touchpoint);
             let event_id = text(e[1], "event_id")?.to_string();
-            *state.seen.entry(hash_id(&event_id)).or_insert(0) += 1;
             let survey_score = match e[8] {
                 JVal::Null => None,
                 other => Some(int(other, "survey_score")?),
@@ -280,5 +279,6 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             dirty: false,
         });
     }
+    state.reindex();
     Ok(state)
 }
