@@ -315,8 +315,7 @@ impl Engine {
                 .iter()
                 .map(|e| e.core.event_id.capacity() + e.employee_id.as_ref().map_or(0, String::capacity))
                 .sum();
-            instance.instance_id.capacity()
-                + instance.persona.capacity()
+            instance.instance_id.capacity() // the persona's name is shared, counted in the model
                 + instance.events.capacity() * size_of::<Event>()
                 + events
         }
@@ -338,7 +337,6 @@ impl Engine {
             let state = &customer.state;
             total += 2 * size_of::<usize>() + state.customer_id.len() // the Arc's counts and the id
                 + customer.pending.capacity() * size_of::<usize>()
-                + state.persona_before.as_ref().map_or(0, String::capacity)
                 + state.seen.as_ref().map_or(0, |index| {
                     size_of::<FastMap<u64, u32>>() + map_bytes(index.capacity(), size_of::<(u64, u32)>())
                 })
@@ -571,7 +569,7 @@ fn render_instance(
     let delight = signals::delight_of(events, settings);
 
     let iid = instance.instance_id.as_str();
-    let persona = instance.persona.as_str();
+    let persona = &*instance.persona;
     let jver = journey.version as u32;
     let t = &mut rows.instances;
     t.scenario.push(scenario);

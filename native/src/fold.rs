@@ -142,7 +142,7 @@ pub fn instance_id_of(customer_id: &str, first_event_id: &str) -> String {
 pub struct Instance {
     pub instance_id: String,
     pub journey: usize,
-    pub persona: String,
+    pub persona: Arc<str>, // a name shared through Model::intern
     pub events: Vec<Event>,
     pub base: u32,
     pub relative: u32,
@@ -211,7 +211,7 @@ pub struct CustomerState {
     /// is confirmed against the events themselves, so either way the answer is exact.
     pub seen: Option<Box<FastMap<u64, u32>>>,
     pub frontier: i64,
-    pub persona_before: Option<String>,
+    pub persona_before: Option<Arc<str>>,
     pub revision: u64,
     pub stream_time: i64,
     pub events_accepted: u64,
@@ -287,14 +287,17 @@ impl CustomerState {
     }
 }
 
-fn persona_of(model: &Model, event: &Event, known: Option<String>) -> String {
+fn persona_of(model: &mut Model, event: &Event, known: Option<Arc<str>>) -> Arc<str> {
     match &event.persona {
-        Some(p) if model.by_persona.contains_key(&**p) => p.to_string(),
-        _ => known.unwrap_or_else(|| model.default_persona.clone()),
+        Some(p) if model.by_persona.contains_key(&**p) => p.clone(),
+        _ => known.unwrap_or_else(|| {
+            let name = model.default_persona.clone();
+            model.intern(&name)
+        }),
     }
 }
 
-fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<String>) -> Instance {
+fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<Arc<str>>) -> Instance {
     let persona = persona_of(model, event, known);
     let journey = model.journey_for(&persona, &event.core.touchpoint);
     let (base, relative) = model.journeys[journey].core.start();
@@ -345,11 +348,11 @@ fn boundary(instance: &Instance, model: &Model, event: &Event) -> Option<Closure
 }
 
 /// The customer's last known persona after an instance.
-fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&str>) -> Option<String> {
-    let Some(instance) = instance else { return before.map(str::to_string) };
+fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&Arc<str>>) -> Option<Arc<str>> {
+    let Some(instance) = instance else { return before.cloned() };
     for event in instance.events.iter().rev() {
         if model.persona_known(event.persona.as_deref()) {
-            return event.persona.as_deref().map(str::to_string);
+            return event.persona.clone();
         }
     }
     Some(instance.persona.clone())
@@ -373,7 +376,7 @@ fn place_in_order(state: &mut CustomerState, model: &mut Model, event: Event) {
         opens = current.closure.is_some();
     }
     if opens {
-        let known = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+        let known = known_persona(model, state.instances.last(), state.persona_before.as_ref());
         let instance = start(&state.customer_id, model, &event, known);
         state.instances.reserve_exact(1); // as the events in append()
         state.instances.push(instance);
@@ -454,7 +457,7 @@ fn resegment_from(state: &mut CustomerState, model: &mut Model, watermark: i64, 
     let start = index.saturating_sub(1);
     let tail_instances = state.instances.split_off(start);
     let mut tail = CustomerState::new(state.customer_id.clone());
-    tail.persona_before = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+    tail.persona_before = known_persona(model, state.instances.last(), state.persona_before.as_ref());
     tail.instances = tail_instances;
     resegment(&mut tail, model, watermark);
     state.instances.append(&mut tail.instances);
@@ -485,7 +488,7 @@ pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) ->
         }
         let gone = state.instances.remove(0);
         state.frontier = state.frontier.max(gone.end_bound(model));
-        state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_deref());
+        state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_ref());
         for event in &gone.events {
             state.forget_retained(&event.core.event_id);
         }

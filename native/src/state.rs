@@ -200,7 +200,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
     }
     let mut state = CustomerState::new(Arc::from(text(&top[1], "customer_id")?));
     state.frontier = time(&top[2], "frontier")?;
-    state.persona_before = opt_text(&top[3], "persona_before")?.map(str::to_string);
+    state.persona_before = opt_text(&top[3], "persona_before")?.map(|p| model.intern(p));
     state.revision = uint(&top[4], "revision")?;
     state.events_accepted = uint(&top[5], "events_accepted")?;
     state.stream_time = time(&top[6], "stream_time")?;
@@ -268,7 +268,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
         state.instances.push(Instance {
             instance_id: instance_id_of(&state.customer_id, &kept[0].core.event_id),
             journey,
-            persona: text(&fields[1], "persona")?.to_string(),
+            persona: model.intern(text(&fields[1], "persona")?),
             events: kept,
             base,
             relative,
