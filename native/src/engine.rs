@@ -752,6 +752,7 @@ mod tests {
             employee_id: None,
             survey_kind: None,
             survey_score: None,
+            id_hash: 0,
         };
         (event, EventExtras { customer_id: "c1", attributes: "{}", ..EventExtras::default() })
     }
@@ -889,6 +890,7 @@ mod state_tests {
                 employee_id: None,
                 survey_kind: None,
                 survey_score: Some(4),
+                id_hash: 0,
             };
             let extras = EventExtras { customer_id: customer, attributes: "{}", ..EventExtras::default() };
             engine.accept(event, extras, None);

@@ -19,6 +19,11 @@ pub struct Event {
     pub employee_id: Option<String>,
     pub survey_kind: Option<Arc<str>>,
     pub survey_score: Option<i64>,
+    /// hash_id(core.event_id), so that looking for a duplicate among a customer's events
+    /// compares these, in the events' own array, and reads an id only on a match. Set by
+    /// add_event (constructors elsewhere leave it 0) and by state::decode: every retained
+    /// event came through one of them.
+    pub id_hash: u64,
 }
 
 impl AsRef<Occurrence> for Event {
@@ -233,16 +238,19 @@ impl CustomerState {
         }
     }
 
-    /// Whether a retained event has this id.
-    pub fn holds(&self, event_id: &str) -> bool {
-        self.instances.iter().flat_map(|i| &i.events).any(|e| e.core.event_id == event_id)
+    /// Whether a retained event has this id (and this hash_id of it).
+    pub fn holds(&self, event_id: &str, id_hash: u64) -> bool {
+        self.instances
+            .iter()
+            .flat_map(|i| &i.events)
+            .any(|e| e.id_hash == id_hash && e.core.event_id == event_id)
     }
 
     /// Whether a retained event has this id, through the index when there is one.
-    pub fn is_duplicate(&self, event_id: &str) -> bool {
+    pub fn is_duplicate(&self, event_id: &str, id_hash: u64) -> bool {
         match &self.seen {
-            Some(index) => index.contains_key(&hash_id(event_id)) && self.holds(event_id),
-            None => self.holds(event_id),
+            Some(index) => index.contains_key(&id_hash) && self.holds(event_id, id_hash),
+            None => self.holds(event_id, id_hash),
         }
     }
 
@@ -264,15 +272,14 @@ impl CustomerState {
         }
         let mut index = FastMap::default();
         for e in self.instances.iter().flat_map(|i| &i.events) {
-            *index.entry(hash_id(&e.core.event_id)).or_insert(0) += 1;
+            *index.entry(e.id_hash).or_insert(0) += 1;
         }
         self.seen = Some(Box::new(index));
     }
 
     /// Forget a dropped event's id (CustomerState.seen.discard).
-    fn forget_retained(&mut self, event_id: &str) {
+    fn forget_retained(&mut self, id_hash: u64) {
         if let Some(index) = &mut self.seen {
-            let id_hash = hash_id(event_id);
             if let Some(count) = index.get_mut(&id_hash) {
                 *count -= 1;
                 if *count == 0 {
@@ -417,14 +424,20 @@ pub enum Placement {
 }
 
 /// Fold a new event into the customer's state, in event-time order whatever the arrival order.
-pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, watermark: i64) -> Placement {
-    if state.is_duplicate(&event.core.event_id) {
+pub fn add_event(
+    state: &mut CustomerState,
+    model: &mut Model,
+    mut event: Event,
+    watermark: i64,
+) -> Placement {
+    event.id_hash = hash_id(&event.core.event_id);
+    if state.is_duplicate(&event.core.event_id, event.id_hash) {
         return Placement::Duplicate;
     }
     if event.core.ts < state.frontier {
         return Placement::TooLate;
     }
-    let id_hash = state.seen.is_some().then(|| hash_id(&event.core.event_id));
+    let id_hash = state.seen.is_some().then_some(event.id_hash);
     state.events_accepted += 1;
     state.revision += 1;
     let in_order = match state.instances.last() {
@@ -490,7 +503,7 @@ pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) ->
         state.frontier = state.frontier.max(gone.end_bound(model));
         state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_ref());
         for event in &gone.events {
-            state.forget_retained(&event.core.event_id);
+            state.forget_retained(event.id_hash);
         }
         dropped += 1;
     }

@@ -284,6 +284,7 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
         employee_id,
         survey_kind: survey_kind.map(|k| model.intern(&k)),
         survey_score,
+        id_hash: 0, // set by fold::add_event
     }
 }
 
@@ -498,6 +499,7 @@ impl PyEngine {
             employee_id,
             survey_kind: survey_kind.map(|k| self.inner.model.intern(&k)),
             survey_score,
+            id_hash: 0, // set by fold::add_event
         };
         let extras = EventExtras {
             customer_id: &customer_id,
@@ -569,6 +571,7 @@ impl PyEngine {
                 employee_id: e.employee_id.as_deref().map(str::to_owned),
                 survey_kind,
                 survey_score,
+                id_hash: 0, // set by fold::add_event
             };
             let extras = EventExtras {
                 customer_id: &e.customer_id,

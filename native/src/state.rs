@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::alignment::Occurrence;
-use crate::fold::{instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
+use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
 
 pub const FORMAT: i64 = 2;
@@ -252,6 +252,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             };
             let channel = opt_text(e[3], "channel")?.unwrap_or_else(|| prefix(touchpoint));
             kept.push(Event {
+                id_hash: hash_id(&event_id),
                 core: Occurrence {
                     ts: previous_ts,
                     event_id,
