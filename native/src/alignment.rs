@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::smallstr::SmallStr;
+
 use crate::fxhash::FastMap;
 
 /// A compiled step (index = position + 1), as projections.journeys.Step.
@@ -68,7 +70,7 @@ pub struct Move {
 #[derive(Debug, Clone)]
 pub struct Occurrence {
     pub ts: i64,
-    pub event_id: String,
+    pub event_id: SmallStr, // short ids inline: see smallstr.rs
     // Shared: a handful of touchpoints and channels recur in every event.
     pub touchpoint: Arc<str>,
     pub channel: Arc<str>,
@@ -314,7 +316,7 @@ impl Journey {
                 touchpoint: event.touchpoint.to_string(),
                 channel: channel.to_string(),
                 ts: event.ts,
-                event_ids: vec![event.event_id.clone()],
+                event_ids: vec![event.event_id.to_string()],
                 detail,
                 cost,
             };
@@ -399,7 +401,7 @@ impl Journey {
                         touchpoint: step.primary.clone(),
                         channel: channel_of.get(&step.primary).cloned().unwrap_or_default(),
                         ts,
-                        event_ids: anchor.map(|a| vec![a.event_id.clone()]).unwrap_or_default(),
+                        event_ids: anchor.map(|a| vec![a.event_id.to_string()]).unwrap_or_default(),
                         detail: format!("required step {} '{}' was not done", m.step, step.name),
                         cost: 1,
                     },
@@ -482,7 +484,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| Occurrence {
                 ts: i as i64,
-                event_id: format!("e{i}"),
+                event_id: format!("e{i}").into(),
                 touchpoint: (*t).into(),
                 channel: "web".into(),
             })

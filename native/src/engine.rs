@@ -313,7 +313,7 @@ impl Engine {
             let events: usize = instance
                 .events
                 .iter()
-                .map(|e| e.core.event_id.capacity() + e.employee_id.as_ref().map_or(0, String::capacity))
+                .map(|e| e.core.event_id.heap_bytes() + e.employee_id.as_ref().map_or(0, String::capacity))
                 .sum();
             instance.instance_id.capacity() // the persona's name is shared, counted in the model
                 + instance.events.capacity() * size_of::<Event>()
@@ -547,7 +547,7 @@ fn render_instance(
             touchpoint: last.core.touchpoint.to_string(),
             channel: last.core.channel.to_string(),
             ts: last.core.ts,
-            event_ids: vec![last.core.event_id.clone()],
+            event_ids: vec![last.core.event_id.to_string()],
             detail: format!(
                 "no event within {} before step '{}'",
                 format_duration(journey.abandon_after_ms),
@@ -581,7 +581,7 @@ fn render_instance(
     t.status.push(status.as_str());
     t.end_reason.push(instance.closure.map(|c| c.as_str()));
     t.path.push(path.iter().copied());
-    t.path_event_ids.push(events.iter().map(|e| e.core.event_id.as_str()));
+    t.path_event_ids.push(events.iter().map(|e| &*e.core.event_id));
     t.events.push(path.len() as u32);
     t.cost.push(cost);
     t.fitness.push(fitness);
@@ -661,7 +661,7 @@ fn render_instance(
         t.support_touchpoint.push(&support.touchpoint);
         t.upstream_touchpoint.push(upstream.map(|u| &*u.touchpoint));
         t.upstream_owner_team.push(upstream.map(|u| owner(model, &u.touchpoint)));
-        t.upstream_event_id.push(upstream.map(|u| u.event_id.as_str()));
+        t.upstream_event_id.push(upstream.map(|u| &*u.event_id));
         t.rule.push(item.rule);
         t.occurred_at.push(support.ts);
         t.version.push(version);

@@ -13,6 +13,7 @@ pub mod fxhash;
 pub mod json;
 pub mod rows;
 pub mod signals;
+pub mod smallstr;
 pub mod state;
 
 #[cfg(feature = "python")]

@@ -14,6 +14,7 @@ use crate::fold::{Event, JourneySpec, Model, Placement};
 use crate::fxhash::FastMap;
 use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
+use crate::smallstr::SmallStr;
 use crate::state;
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
@@ -90,7 +91,7 @@ fn occurrences(events: Vec<EventTuple>) -> Vec<Occurrence> {
         .into_iter()
         .map(|(ts, event_id, touchpoint, channel)| Occurrence {
             ts,
-            event_id,
+            event_id: event_id.into(),
             touchpoint: touchpoint.into(),
             channel: channel.into(),
         })
@@ -275,7 +276,7 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
     Event {
         core: Occurrence {
             ts,
-            event_id,
+            event_id: event_id.into(),
             touchpoint: model.intern(&touchpoint),
             channel: model.intern(&channel),
         },
@@ -490,7 +491,7 @@ impl PyEngine {
         let event = Event {
             core: Occurrence {
                 ts,
-                event_id,
+                event_id: event_id.into(),
                 touchpoint: self.inner.model.intern(&touchpoint),
                 channel: self.inner.model.intern(&channel),
             },
@@ -562,7 +563,7 @@ impl PyEngine {
             let event = Event {
                 core: Occurrence {
                     ts,
-                    event_id: e.event_id.as_ref().to_owned(),
+                    event_id: SmallStr::from(e.event_id.as_ref()),
                     touchpoint: self.inner.model.intern(&e.touchpoint),
                     channel: self.inner.model.intern(&e.channel),
                 },

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::alignment::Occurrence;
 use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
+use crate::smallstr::SmallStr;
 
 pub const FORMAT: i64 = 2;
 
@@ -245,7 +246,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             let spec = &mut model.journeys[journey];
             (base, relative) = spec.core.advance_cached((base, relative), touchpoint);
             goal_reached = goal_reached || spec.goal.contains(touchpoint);
-            let event_id = text(e[1], "event_id")?.to_string();
+            let event_id = SmallStr::from(text(e[1], "event_id")?);
             let survey_score = match e[8] {
                 JVal::Null => None,
                 other => Some(int(other, "survey_score")?),
