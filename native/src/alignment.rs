@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::smallstr::SmallStr;
+
 use crate::fxhash::FastMap;
 
 /// A compiled step (index = position + 1), as projections.journeys.Step.
@@ -68,7 +70,7 @@ pub struct Move {
 #[derive(Debug, Clone)]
 pub struct Occurrence {
     pub ts: i64,
-    pub event_id: String,
+    pub event_id: SmallStr, // short ids inline: see smallstr.rs
     // Shared: a handful of touchpoints and channels recur in every event.
     pub touchpoint: Arc<str>,
     pub channel: Arc<str>,
@@ -78,6 +80,15 @@ impl AsRef<Occurrence> for Occurrence {
     fn as_ref(&self) -> &Occurrence {
         self
     }
+}
+
+/// What the moves of an alignment did to one step (deviations_of).
+#[derive(Debug, Clone, Copy, Default)]
+struct StepMarks {
+    matched: bool,
+    skipped_required: bool,
+    skipped_optional: bool,
+    paired: bool, // its skip is explained by an out-of-order event
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +253,7 @@ impl Journey {
                 last.iter().rposition(|&c| c == best).expect("min exists")
             }
         };
-        let mut moves = Vec::new();
+        let mut moves = Vec::with_capacity(path.len() + width); // at most one per event and step
         let mut j = path.len();
         while j > 0 || state > 0 {
             let here = row(j)[state];
@@ -283,18 +294,16 @@ impl Journey {
     ) -> Vec<Deviation> {
         let steps = &self.steps;
         let k = steps.len();
-        let mut matched = vec![false; k + 1];
-        let mut skipped_required = vec![false; k + 1];
-        let mut skipped_optional = vec![false; k + 1];
+        // What the moves did to each step, in one allocation per call (this runs at every render).
+        let mut marks = vec![StepMarks::default(); k + 1];
         for m in moves {
             match m.op {
-                Op::Skip if m.cost > 0 => skipped_required[m.step] = true,
-                Op::Skip => skipped_optional[m.step] = true,
+                Op::Skip if m.cost > 0 => marks[m.step].skipped_required = true,
+                Op::Skip => marks[m.step].skipped_optional = true,
                 Op::Insert => {}
-                Op::Match | Op::Repeat => matched[m.step] = true,
+                Op::Match | Op::Repeat => marks[m.step].matched = true,
             }
         }
-        let mut paired = vec![false; k + 1];
         let mut out: Vec<(i64, usize, Deviation)> = Vec::new();
         let mut last_match_ts: Option<i64> = None;
         let none: Vec<usize> = Vec::new();
@@ -307,7 +316,7 @@ impl Journey {
                 touchpoint: event.touchpoint.to_string(),
                 channel: channel.to_string(),
                 ts: event.ts,
-                event_ids: vec![event.event_id.clone()],
+                event_ids: vec![event.event_id.to_string()],
                 detail,
                 cost,
             };
@@ -317,17 +326,19 @@ impl Journey {
                 let mut cost = 1;
                 let mut step_name = String::new();
                 let mut detail = "touchpoint is not part of this journey".to_string();
-                if let Some(&index) = candidates.iter().find(|&&i| skipped_required[i] && !paired[i]) {
-                    paired[index] = true;
+                if let Some(&index) =
+                    candidates.iter().find(|&&i| marks[i].skipped_required && !marks[i].paired)
+                {
+                    marks[index].paired = true;
                     kind = "out_of_order";
                     step_name = steps[index - 1].name.clone();
                     detail = format!("step {index} '{step_name}' happened out of sequence");
                     cost = 2; // the skipped step and the misplaced event, reported once
-                } else if let Some(&index) = candidates.iter().find(|&&i| matched[i]) {
+                } else if let Some(&index) = candidates.iter().find(|&&i| marks[i].matched) {
                     kind = "repeated_step";
                     step_name = steps[index - 1].name.clone();
                     detail = format!("step {index} '{step_name}' was already done");
-                } else if let Some(&index) = candidates.iter().find(|&&i| skipped_optional[i]) {
+                } else if let Some(&index) = candidates.iter().find(|&&i| marks[i].skipped_optional) {
                     kind = "out_of_order";
                     step_name = steps[index - 1].name.clone();
                     detail = format!("optional step {index} '{step_name}' out of sequence");
@@ -372,7 +383,7 @@ impl Journey {
         }
         // Missing steps not explained by an out-of-order event; placed at the next event's time.
         for (order, m) in moves.iter().enumerate() {
-            if m.op == Op::Skip && m.cost > 0 && !paired[m.step] {
+            if m.op == Op::Skip && m.cost > 0 && !marks[m.step].paired {
                 let step = &steps[m.step - 1];
                 let following = moves[order..].iter().find_map(|later| later.event);
                 let anchor = match following {
@@ -390,7 +401,7 @@ impl Journey {
                         touchpoint: step.primary.clone(),
                         channel: channel_of.get(&step.primary).cloned().unwrap_or_default(),
                         ts,
-                        event_ids: anchor.map(|a| vec![a.event_id.clone()]).unwrap_or_default(),
+                        event_ids: anchor.map(|a| vec![a.event_id.to_string()]).unwrap_or_default(),
                         detail: format!("required step {} '{}' was not done", m.step, step.name),
                         cost: 1,
                     },
@@ -473,7 +484,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| Occurrence {
                 ts: i as i64,
-                event_id: format!("e{i}"),
+                event_id: format!("e{i}").into(),
                 touchpoint: (*t).into(),
                 channel: "web".into(),
             })

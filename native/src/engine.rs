@@ -1,24 +1,25 @@
 //! The journey engine: folds accepted events into customer state and renders projection rows
 //! (a port of projections/engine.py; same rows, same order within a drain).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use crate::alignment::{format_duration, Deviation};
 use crate::blake2b;
+use crate::deadlines::Deadlines;
 use crate::fold::{self, CustomerState, Event, Instance, Model, Placement, Status, NEVER};
+use crate::fxhash::FastMap;
 use crate::rows::{EventCols, Rows};
 use crate::signals;
 use crate::state;
 
-/// What the event row needs beside the occurrence.
-#[derive(Debug, Clone, Default)]
-pub struct EventExtras {
-    pub customer_id: String,
-    pub survey_comment: Option<String>,
-    pub attributes: String,
-    pub source: Option<String>,
+/// What the event row needs beside the occurrence, borrowed from the decoded record: it is only
+/// copied into the row columns, so an accepted event allocates nothing for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventExtras<'a> {
+    pub customer_id: &'a str,
+    pub survey_comment: Option<&'a str>,
+    pub attributes: &'a str,
+    pub source: Option<&'a str>,
 }
 
 /// Content-derived id of a signal: the same evidence always has the same id.
@@ -33,10 +34,9 @@ pub fn signal_id_of(instance_id: &str, kind: &str, touchpoint: &str, event_ids: 
 }
 
 struct Customer {
-    key: Arc<str>, // the customer id, shared with the index and the deadlines
-    state: CustomerState,
-    queued: bool,        // in `dirty` since the last drain
-    pending: Vec<usize>, // its touchpoint_events rows (in Engine::events) not drained yet
+    state: CustomerState, // its customer_id is the index's key (one shared allocation)
+    queued: bool,         // in `dirty` since the last drain
+    pending: Vec<usize>,  // its touchpoint_events rows (in Engine::events) not drained yet
 }
 
 /// Where one customer's rows end in a drain's tables (exclusive, in Rows::tables() order).
@@ -49,11 +49,11 @@ pub struct Engine {
     pub watermark: i64,
     // Customers are kept in a slab (never removed, as JourneyEngine keeps its states) and found
     // by id once per event; deadlines and the dirty list name their slot. A deadline sorts by
-    // (time, customer id) as the reference's heap does; the slot follows the id.
-    index: HashMap<Arc<str>, usize>,
+    // (time, customer id) as the reference's heap does (see deadlines.rs).
+    index: FastMap<Arc<str>, usize>,
     customers: Vec<Customer>,
     dirty: Vec<usize>,
-    deadlines: BinaryHeap<Reverse<(i64, Arc<str>, usize)>>,
+    deadlines: Deadlines,
     single_stream: bool,
     events: EventCols,        // accepted events' rows in arrival order, until the next drain
     spare: (EventCols, Rows), // emptied buffers of earlier drains, reused for their capacity
@@ -83,10 +83,10 @@ impl Engine {
             model,
             scenario,
             watermark: NEVER,
-            index: HashMap::new(),
+            index: FastMap::default(),
             customers: Vec::new(),
             dirty: Vec::new(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             single_stream: true,
             events: EventCols::default(),
             spare: (EventCols::default(), Rows::default()),
@@ -94,21 +94,17 @@ impl Engine {
     }
 
     /// Fold one event that passed the registry checks (JourneyEngine.accept after check()).
-    pub fn accept(&mut self, event: Event, extras: EventExtras, stream_time: Option<i64>) -> Placement {
+    pub fn accept(&mut self, event: Event, extras: EventExtras<'_>, stream_time: Option<i64>) -> Placement {
         let ts = event.core.ts;
         self.watermark = self.watermark.max(ts);
-        let slot = match self.index.get(extras.customer_id.as_str()) {
+        let slot = match self.index.get(extras.customer_id) {
             Some(&slot) => slot,
             None => {
                 let slot = self.customers.len();
-                let state = CustomerState::new(extras.customer_id.clone());
-                self.customers.push(Customer {
-                    key: Arc::from(extras.customer_id.as_str()),
-                    state,
-                    queued: false,
-                    pending: Vec::new(),
-                });
-                self.index.insert(self.customers[slot].key.clone(), slot);
+                let key: Arc<str> = Arc::from(extras.customer_id);
+                let state = CustomerState::new(key.clone());
+                self.customers.push(Customer { state, queued: false, pending: Vec::new() });
+                self.index.insert(key, slot);
                 slot
             }
         };
@@ -122,7 +118,7 @@ impl Engine {
         let mark = rows.occurred_at.len();
         rows.scenario.push(&self.scenario);
         rows.event_id.push(&event.core.event_id);
-        rows.customer_id.push(&extras.customer_id);
+        rows.customer_id.push(extras.customer_id);
         rows.occurred_at.push(ts);
         rows.channel.push(&event.core.channel);
         rows.touchpoint.push(&event.core.touchpoint);
@@ -132,9 +128,9 @@ impl Engine {
         rows.employee_id.push(event.employee_id.as_deref());
         rows.survey_kind.push(event.survey_kind.as_deref());
         rows.survey_score.push(event.survey_score);
-        rows.survey_comment.push(extras.survey_comment.as_deref());
-        rows.attributes.push(&extras.attributes);
-        rows.source.push(extras.source.as_deref());
+        rows.survey_comment.push(extras.survey_comment);
+        rows.attributes.push(extras.attributes);
+        rows.source.push(extras.source);
         let placement = fold::add_event(&mut customer.state, &mut self.model, event, self.watermark);
         if placement != Placement::Accepted {
             truncate_events(&mut self.events, mark);
@@ -148,7 +144,8 @@ impl Engine {
         if let Some(current) = customer.state.open_instance() {
             let last = current.events.last().expect("non-empty").core.ts;
             let deadline = last + self.model.journeys[current.journey].abandon_after_ms;
-            self.deadlines.push(Reverse((deadline, customer.key.clone(), slot)));
+            let customers = &self.customers;
+            self.deadlines.push(deadline, slot as u32, |s| &customers[s as usize].state.customer_id);
         }
         placement
     }
@@ -156,15 +153,17 @@ impl Engine {
     /// Move time forward: close instances idle for longer than their abandon_after.
     pub fn advance(&mut self, watermark: i64) {
         self.watermark = self.watermark.max(watermark);
-        while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
-            if *deadline >= self.watermark {
+        loop {
+            let customers = &self.customers;
+            let Some(slot) =
+                self.deadlines.pop_before(self.watermark, |s| &customers[s as usize].state.customer_id)
+            else {
                 break;
-            }
-            let Reverse((_, _, slot)) = self.deadlines.pop().expect("peeked");
-            let customer = &mut self.customers[slot];
+            };
+            let customer = &mut self.customers[slot as usize];
             if fold::expire(&mut customer.state, &self.model, self.watermark) && !customer.queued {
                 customer.queued = true;
-                self.dirty.push(slot);
+                self.dirty.push(slot as usize);
             }
         }
     }
@@ -205,7 +204,7 @@ impl Engine {
                 }
                 None => 0,
             };
-            ends.push((customer.key.clone(), rows.counts(), end));
+            ends.push((customer.state.customer_id.clone(), rows.counts(), end));
         }
         self.spare.0 = accepted;
         self.spare.0.clear();
@@ -214,15 +213,14 @@ impl Engine {
 
     /// Take over a customer's kept state (decoded by state::decode), replacing what the engine
     /// holds for that customer; its open instance is scheduled to time out (JourneyEngine.schedule).
-    pub fn restore(&mut self, state: CustomerState) {
-        let slot = match self.index.get(state.customer_id.as_str()) {
+    pub fn restore(&mut self, mut state: CustomerState) {
+        let slot = match self.index.get(&*state.customer_id) {
             Some(&slot) => slot,
             None => {
                 let slot = self.customers.len();
-                let key: Arc<str> = Arc::from(state.customer_id.as_str());
+                let key = state.customer_id.clone();
                 self.customers.push(Customer {
-                    key: key.clone(),
-                    state: CustomerState::new(state.customer_id.clone()),
+                    state: CustomerState::new(key.clone()),
                     queued: false,
                     pending: Vec::new(),
                 });
@@ -231,13 +229,15 @@ impl Engine {
             }
         };
         let customer = &mut self.customers[slot];
+        state.customer_id = customer.state.customer_id.clone(); // keep sharing the index's key
         customer.state = state;
         shrink(&mut customer.state);
         if let Some(current) = customer.state.open_instance() {
             let last = current.events.last().expect("non-empty").core.ts;
             self.watermark = self.watermark.max(last);
             let deadline = last + self.model.journeys[current.journey].abandon_after_ms;
-            self.deadlines.push(Reverse((deadline, customer.key.clone(), slot)));
+            let customers = &self.customers;
+            self.deadlines.push(deadline, slot as u32, |s| &customers[s as usize].state.customer_id);
         }
     }
 
@@ -256,7 +256,7 @@ impl Engine {
     /// watermark; the state is dropped afterwards (JourneyEngine.replay_customer). Returns how
     /// many were duplicates.
     pub fn replay_customer(&mut self, customer_id: &str, events: Vec<Event>, rows: &mut Rows) -> usize {
-        let mut state = CustomerState::new(customer_id.to_string());
+        let mut state = CustomerState::new(Arc::from(customer_id));
         state.stream_time = self.watermark;
         let mut duplicates = 0;
         for event in events {
@@ -313,10 +313,9 @@ impl Engine {
             let events: usize = instance
                 .events
                 .iter()
-                .map(|e| e.core.event_id.capacity() + e.employee_id.as_ref().map_or(0, String::capacity))
+                .map(|e| e.core.event_id.heap_bytes() + e.employee_id.as_ref().map_or(0, String::capacity))
                 .sum();
-            instance.instance_id.capacity()
-                + instance.persona.capacity()
+            instance.instance_id.capacity() // the persona's name is shared, counted in the model
                 + instance.events.capacity() * size_of::<Event>()
                 + events
         }
@@ -325,7 +324,7 @@ impl Engine {
         } else {
             self.customers.capacity() * size_of::<Customer>()
                 + map_bytes(self.index.capacity(), size_of::<(Arc<str>, usize)>())
-                + self.deadlines.capacity() * size_of::<Reverse<(i64, Arc<str>, usize)>>()
+                + self.deadlines.capacity_bytes()
                 + self.dirty.capacity() * size_of::<usize>()
         };
         for customer in &self.customers {
@@ -336,11 +335,11 @@ impl Engine {
                 total += size_of::<Customer>() + map_bytes(1, size_of::<(Arc<str>, usize)>()) / 2;
             }
             let state = &customer.state;
-            total += 2 * size_of::<usize>() + customer.key.len() // the Arc's counts and the id
+            total += 2 * size_of::<usize>() + state.customer_id.len() // the Arc's counts and the id
                 + customer.pending.capacity() * size_of::<usize>()
-                + state.customer_id.capacity()
-                + state.persona_before.as_ref().map_or(0, String::capacity)
-                + map_bytes(state.seen.capacity(), size_of::<(u64, u32)>())
+                + state.seen.as_ref().map_or(0, |index| {
+                    size_of::<FastMap<u64, u32>>() + map_bytes(index.capacity(), size_of::<(u64, u32)>())
+                })
                 + (state.instances.capacity() + state.retired.capacity()) * size_of::<Instance>();
             total += state.instances.iter().chain(&state.retired).map(instance_bytes).sum::<usize>();
         }
@@ -548,7 +547,7 @@ fn render_instance(
             touchpoint: last.core.touchpoint.to_string(),
             channel: last.core.channel.to_string(),
             ts: last.core.ts,
-            event_ids: vec![last.core.event_id.clone()],
+            event_ids: vec![last.core.event_id.to_string()],
             detail: format!(
                 "no event within {} before step '{}'",
                 format_duration(journey.abandon_after_ms),
@@ -570,7 +569,7 @@ fn render_instance(
     let delight = signals::delight_of(events, settings);
 
     let iid = instance.instance_id.as_str();
-    let persona = instance.persona.as_str();
+    let persona = &*instance.persona;
     let jver = journey.version as u32;
     let t = &mut rows.instances;
     t.scenario.push(scenario);
@@ -582,7 +581,7 @@ fn render_instance(
     t.status.push(status.as_str());
     t.end_reason.push(instance.closure.map(|c| c.as_str()));
     t.path.push(path.iter().copied());
-    t.path_event_ids.push(events.iter().map(|e| e.core.event_id.as_str()));
+    t.path_event_ids.push(events.iter().map(|e| &*e.core.event_id));
     t.events.push(path.len() as u32);
     t.cost.push(cost);
     t.fitness.push(fitness);
@@ -662,7 +661,7 @@ fn render_instance(
         t.support_touchpoint.push(&support.touchpoint);
         t.upstream_touchpoint.push(upstream.map(|u| &*u.touchpoint));
         t.upstream_owner_team.push(upstream.map(|u| owner(model, &u.touchpoint)));
-        t.upstream_event_id.push(upstream.map(|u| u.event_id.as_str()));
+        t.upstream_event_id.push(upstream.map(|u| &*u.event_id));
         t.rule.push(item.rule);
         t.occurred_at.push(support.ts);
         t.version.push(version);
@@ -680,6 +679,7 @@ mod tests {
     use crate::fold::JourneySpec;
     use crate::fxhash::{FastMap, FastSet};
     use crate::rows::InstanceCols;
+    use std::collections::HashMap;
 
     fn copy_instance_row(to: &mut InstanceCols, from: &InstanceCols, i: usize) {
         to.instance_id.push(from.instance_id.get(i));
@@ -742,7 +742,7 @@ mod tests {
         }
     }
 
-    fn event(id: &str, touchpoint: &str, ts: i64) -> (Event, EventExtras) {
+    fn event(id: &str, touchpoint: &str, ts: i64) -> (Event, EventExtras<'static>) {
         let core =
             Occurrence { ts, event_id: id.into(), touchpoint: touchpoint.into(), channel: "web".into() };
         let event = Event {
@@ -752,8 +752,9 @@ mod tests {
             employee_id: None,
             survey_kind: None,
             survey_score: None,
+            id_hash: 0,
         };
-        (event, EventExtras { customer_id: "c1".into(), attributes: "{}".into(), ..EventExtras::default() })
+        (event, EventExtras { customer_id: "c1", attributes: "{}", ..EventExtras::default() })
     }
 
     fn feed(engine: &mut Engine, events: &[(&str, &str, i64)]) -> Vec<Placement> {
@@ -826,6 +827,34 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_are_found_before_and_after_a_customer_has_its_ids_indexed() {
+        let ids: Vec<String> = (0..fold::SEEN_INDEX_FROM + 8).map(|n| format!("e{n}")).collect();
+        let mut engine = Engine::new(model(), "live".into());
+        for (n, id) in ids.iter().enumerate() {
+            let placements = feed(&mut engine, &[(id, "web.a", n as i64 * 10), ("e0", "web.a", 0)]);
+            assert_eq!(placements, vec![Placement::Accepted, Placement::Duplicate], "at {n}");
+            let indexed = engine.state("c1").unwrap().seen.is_some();
+            assert_eq!(indexed, n >= fold::SEEN_INDEX_FROM, "at {n}");
+        }
+        // Out of order, into the indexed state: new ids are taken, every retained id refused.
+        let late = feed(&mut engine, &[("x", "web.a", 15), ("x", "web.a", 15), (&ids[7], "web.b", 5)]);
+        assert_eq!(late, vec![Placement::Accepted, Placement::Duplicate, Placement::Duplicate]);
+        let rows = engine.drain();
+        assert_eq!(rows.events.event_id.len(), ids.len() + 1);
+        // A restored state indexes its ids again.
+        let mut raw = Vec::new();
+        state::encode(engine.state("c1").unwrap(), &engine.model, &mut raw);
+        let mut restored = Engine::new(model(), "live".into());
+        let decoded = state::decode(&raw, &mut restored.model).unwrap();
+        assert!(decoded.seen.is_some());
+        restored.restore(decoded);
+        assert_eq!(
+            feed(&mut restored, &[("x", "web.a", 15), ("y", "web.a", 16)]),
+            [Placement::Duplicate, Placement::Accepted]
+        );
+    }
+
+    #[test]
     fn duplicates_change_nothing_and_settled_journeys_refuse_late_events() {
         let mut engine = Engine::new(model(), "live".into());
         let placements = feed(&mut engine, &[("e1", "web.a", 0), ("e1", "web.a", 0)]);
@@ -861,12 +890,9 @@ mod state_tests {
                 employee_id: None,
                 survey_kind: None,
                 survey_score: Some(4),
+                id_hash: 0,
             };
-            let extras = EventExtras {
-                customer_id: customer.into(),
-                attributes: "{}".into(),
-                ..EventExtras::default()
-            };
+            let extras = EventExtras { customer_id: customer, attributes: "{}", ..EventExtras::default() };
             engine.accept(event, extras, None);
         }
     }

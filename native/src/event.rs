@@ -153,7 +153,8 @@ fn string_field<'a>(
         Some(JVal::Str(text)) => text,
         Some(_) => return Err("Input should be a valid string".into()),
     };
-    let length = text.chars().count();
+    // Characters, as pydantic counts them (ASCII, the usual case: one per byte).
+    let length = if text.is_ascii() { text.len() } else { text.chars().count() };
     if length < rule.min {
         return Err(format!("String should have at least {}", plural(rule.min, "character")));
     }

@@ -19,6 +19,11 @@ pub struct Event {
     pub employee_id: Option<String>,
     pub survey_kind: Option<Arc<str>>,
     pub survey_score: Option<i64>,
+    /// hash_id(core.event_id), so that looking for a duplicate among a customer's events
+    /// compares these, in the events' own array, and reads an id only on a match. Set by
+    /// add_event (constructors elsewhere leave it 0) and by state::decode: every retained
+    /// event came through one of them.
+    pub id_hash: u64,
 }
 
 impl AsRef<Occurrence> for Event {
@@ -142,7 +147,7 @@ pub fn instance_id_of(customer_id: &str, first_event_id: &str) -> String {
 pub struct Instance {
     pub instance_id: String,
     pub journey: usize,
-    pub persona: String,
+    pub persona: Arc<str>, // a name shared through Model::intern
     pub events: Vec<Event>,
     pub base: u32,
     pub relative: u32,
@@ -197,16 +202,21 @@ impl Instance {
 
 pub const NEVER: i64 = -(1 << 62);
 
+/// How many retained events a customer has before its event ids are indexed (CustomerState::seen).
+pub const SEEN_INDEX_FROM: usize = 32;
+
 /// Everything the engine remembers of one customer (CustomerState).
 #[derive(Debug, Clone)]
 pub struct CustomerState {
-    pub customer_id: String,
+    pub customer_id: Arc<str>, // shared with the engine's index
     pub instances: Vec<Instance>,
-    /// The ids of the retained events (CustomerState.seen), kept as hash -> how many retained
-    /// events have it; a hit is confirmed against the events themselves, so it stays exact.
-    pub seen: FastMap<u64, u32>,
+    /// An index of the retained events' ids (CustomerState.seen) as hash -> how many retained
+    /// events have it, built only once a customer retains more than SEEN_INDEX_FROM events:
+    /// below that a scan of the events is as fast and costs no memory (most customers). A hit
+    /// is confirmed against the events themselves, so either way the answer is exact.
+    pub seen: Option<Box<FastMap<u64, u32>>>,
     pub frontier: i64,
-    pub persona_before: Option<String>,
+    pub persona_before: Option<Arc<str>>,
     pub revision: u64,
     pub stream_time: i64,
     pub events_accepted: u64,
@@ -214,11 +224,11 @@ pub struct CustomerState {
 }
 
 impl CustomerState {
-    pub fn new(customer_id: String) -> Self {
+    pub fn new(customer_id: Arc<str>) -> Self {
         CustomerState {
             customer_id,
             instances: Vec::new(),
-            seen: FastMap::default(),
+            seen: None,
             frontier: NEVER,
             persona_before: None,
             revision: 0,
@@ -228,9 +238,55 @@ impl CustomerState {
         }
     }
 
-    /// Whether a retained event has this id.
-    pub fn holds(&self, event_id: &str) -> bool {
-        self.instances.iter().flat_map(|i| &i.events).any(|e| e.core.event_id == event_id)
+    /// Whether a retained event has this id (and this hash_id of it).
+    pub fn holds(&self, event_id: &str, id_hash: u64) -> bool {
+        self.instances
+            .iter()
+            .flat_map(|i| &i.events)
+            .any(|e| e.id_hash == id_hash && e.core.event_id == event_id)
+    }
+
+    /// Whether a retained event has this id, through the index when there is one.
+    pub fn is_duplicate(&self, event_id: &str, id_hash: u64) -> bool {
+        match &self.seen {
+            Some(index) => index.contains_key(&id_hash) && self.holds(event_id, id_hash),
+            None => self.holds(event_id, id_hash),
+        }
+    }
+
+    /// Note an event just added to the instances, by the hash of its id taken before (given
+    /// when there is an index): counted in the index, or the index built once there are enough.
+    fn note_retained(&mut self, id_hash: Option<u64>) {
+        match (&mut self.seen, id_hash) {
+            (Some(index), Some(id_hash)) => *index.entry(id_hash).or_insert(0) += 1,
+            _ => self.reindex(),
+        }
+    }
+
+    /// Index the retained events' ids if there are enough of them (after a decode, or once a
+    /// customer passes SEEN_INDEX_FROM); the index is kept from then on.
+    pub fn reindex(&mut self) {
+        let retained: usize = self.instances.iter().map(|i| i.events.len()).sum();
+        if retained <= SEEN_INDEX_FROM {
+            return;
+        }
+        let mut index = FastMap::default();
+        for e in self.instances.iter().flat_map(|i| &i.events) {
+            *index.entry(e.id_hash).or_insert(0) += 1;
+        }
+        self.seen = Some(Box::new(index));
+    }
+
+    /// Forget a dropped event's id (CustomerState.seen.discard).
+    fn forget_retained(&mut self, id_hash: u64) {
+        if let Some(index) = &mut self.seen {
+            if let Some(count) = index.get_mut(&id_hash) {
+                *count -= 1;
+                if *count == 0 {
+                    index.remove(&id_hash);
+                }
+            }
+        }
     }
 
     pub fn open_instance(&self) -> Option<&Instance> {
@@ -238,14 +294,17 @@ impl CustomerState {
     }
 }
 
-fn persona_of(model: &Model, event: &Event, known: Option<String>) -> String {
+fn persona_of(model: &mut Model, event: &Event, known: Option<Arc<str>>) -> Arc<str> {
     match &event.persona {
-        Some(p) if model.by_persona.contains_key(&**p) => p.to_string(),
-        _ => known.unwrap_or_else(|| model.default_persona.clone()),
+        Some(p) if model.by_persona.contains_key(&**p) => p.clone(),
+        _ => known.unwrap_or_else(|| {
+            let name = model.default_persona.clone();
+            model.intern(&name)
+        }),
     }
 }
 
-fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<String>) -> Instance {
+fn start(customer_id: &str, model: &mut Model, event: &Event, known: Option<Arc<str>>) -> Instance {
     let persona = persona_of(model, event, known);
     let journey = model.journey_for(&persona, &event.core.touchpoint);
     let (base, relative) = model.journeys[journey].core.start();
@@ -276,6 +335,10 @@ fn append(instance: &mut Instance, model: &mut Model, event: Event) {
         instance.closure = Some(Closure::FinalStep);
     }
     instance.dirty = true;
+    // Grow by one, not by doubling: a state lives on between drains, which shrink() every list
+    // to its length (resident memory), so doubling here would only be given back at the next
+    // drain, at the cost of a second reallocation per event.
+    instance.events.reserve_exact(1);
     instance.events.push(event);
 }
 
@@ -292,11 +355,11 @@ fn boundary(instance: &Instance, model: &Model, event: &Event) -> Option<Closure
 }
 
 /// The customer's last known persona after an instance.
-fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&str>) -> Option<String> {
-    let Some(instance) = instance else { return before.map(str::to_string) };
+fn known_persona(model: &Model, instance: Option<&Instance>, before: Option<&Arc<str>>) -> Option<Arc<str>> {
+    let Some(instance) = instance else { return before.cloned() };
     for event in instance.events.iter().rev() {
         if model.persona_known(event.persona.as_deref()) {
-            return event.persona.as_deref().map(str::to_string);
+            return event.persona.clone();
         }
     }
     Some(instance.persona.clone())
@@ -320,8 +383,9 @@ fn place_in_order(state: &mut CustomerState, model: &mut Model, event: Event) {
         opens = current.closure.is_some();
     }
     if opens {
-        let known = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+        let known = known_persona(model, state.instances.last(), state.persona_before.as_ref());
         let instance = start(&state.customer_id, model, &event, known);
+        state.instances.reserve_exact(1); // as the events in append()
         state.instances.push(instance);
     }
     let current = state.instances.last_mut().expect("just ensured");
@@ -360,15 +424,20 @@ pub enum Placement {
 }
 
 /// Fold a new event into the customer's state, in event-time order whatever the arrival order.
-pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, watermark: i64) -> Placement {
-    let id_hash = hash_id(&event.core.event_id);
-    if state.seen.contains_key(&id_hash) && state.holds(&event.core.event_id) {
+pub fn add_event(
+    state: &mut CustomerState,
+    model: &mut Model,
+    mut event: Event,
+    watermark: i64,
+) -> Placement {
+    event.id_hash = hash_id(&event.core.event_id);
+    if state.is_duplicate(&event.core.event_id, event.id_hash) {
         return Placement::Duplicate;
     }
     if event.core.ts < state.frontier {
         return Placement::TooLate;
     }
-    *state.seen.entry(id_hash).or_insert(0) += 1;
+    let id_hash = state.seen.is_some().then_some(event.id_hash);
     state.events_accepted += 1;
     state.revision += 1;
     let in_order = match state.instances.last() {
@@ -377,6 +446,7 @@ pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, wat
     };
     if in_order {
         place_in_order(state, model, event);
+        state.note_retained(id_hash);
         return Placement::Accepted;
     }
     // Out of order: insert into the retained events and recompute the affected instances.
@@ -388,8 +458,10 @@ pub fn add_event(state: &mut CustomerState, model: &mut Model, event: Event, wat
         .expect("the event sorts before the last retained event");
     let events = &mut state.instances[target].events;
     let at = events.partition_point(|e| e.key() <= key);
+    events.reserve_exact(1);
     events.insert(at, event);
     resegment_from(state, model, watermark, target);
+    state.note_retained(id_hash);
     Placement::Accepted
 }
 
@@ -398,7 +470,7 @@ fn resegment_from(state: &mut CustomerState, model: &mut Model, watermark: i64, 
     let start = index.saturating_sub(1);
     let tail_instances = state.instances.split_off(start);
     let mut tail = CustomerState::new(state.customer_id.clone());
-    tail.persona_before = known_persona(model, state.instances.last(), state.persona_before.as_deref());
+    tail.persona_before = known_persona(model, state.instances.last(), state.persona_before.as_ref());
     tail.instances = tail_instances;
     resegment(&mut tail, model, watermark);
     state.instances.append(&mut tail.instances);
@@ -429,15 +501,9 @@ pub fn forget_settled(state: &mut CustomerState, model: &Model, horizon: i64) ->
         }
         let gone = state.instances.remove(0);
         state.frontier = state.frontier.max(gone.end_bound(model));
-        state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_deref());
+        state.persona_before = known_persona(model, Some(&gone), state.persona_before.as_ref());
         for event in &gone.events {
-            let id_hash = hash_id(&event.core.event_id);
-            if let Some(count) = state.seen.get_mut(&id_hash) {
-                *count -= 1;
-                if *count == 0 {
-                    state.seen.remove(&id_hash);
-                }
-            }
+            state.forget_retained(event.id_hash);
         }
         dropped += 1;
     }

@@ -5,6 +5,7 @@
 pub mod alignment;
 pub mod blake2b;
 pub mod datetime;
+pub mod deadlines;
 pub mod engine;
 pub mod event;
 pub mod fold;
@@ -12,6 +13,7 @@ pub mod fxhash;
 pub mod json;
 pub mod rows;
 pub mod signals;
+pub mod smallstr;
 pub mod state;
 
 #[cfg(feature = "python")]

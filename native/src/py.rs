@@ -1,6 +1,5 @@
 //! Python bindings (module `projections._native`); the Python side wraps them in projections/native.py.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
@@ -15,6 +14,7 @@ use crate::fold::{Event, JourneySpec, Model, Placement};
 use crate::fxhash::FastMap;
 use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
+use crate::smallstr::SmallStr;
 use crate::state;
 
 #[path = "py_columns.rs"]
@@ -94,7 +94,7 @@ fn occurrences(events: Vec<EventTuple>) -> Vec<Occurrence> {
         .into_iter()
         .map(|(ts, event_id, touchpoint, channel)| Occurrence {
             ts,
-            event_id,
+            event_id: event_id.into(),
             touchpoint: touchpoint.into(),
             channel: channel.into(),
         })
@@ -279,7 +279,7 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
     Event {
         core: Occurrence {
             ts,
-            event_id,
+            event_id: event_id.into(),
             touchpoint: model.intern(&touchpoint),
             channel: model.intern(&channel),
         },
@@ -288,6 +288,7 @@ fn event_of_tuple(model: &mut Model, t: OccurrenceTuple) -> Event {
         employee_id,
         survey_kind: survey_kind.map(|k| model.intern(&k)),
         survey_score,
+        id_hash: 0, // set by fold::add_event
     }
 }
 
@@ -493,7 +494,7 @@ impl PyEngine {
         let event = Event {
             core: Occurrence {
                 ts,
-                event_id,
+                event_id: event_id.into(),
                 touchpoint: self.inner.model.intern(&touchpoint),
                 channel: self.inner.model.intern(&channel),
             },
@@ -502,8 +503,14 @@ impl PyEngine {
             employee_id,
             survey_kind: survey_kind.map(|k| self.inner.model.intern(&k)),
             survey_score,
+            id_hash: 0, // set by fold::add_event
         };
-        let extras = EventExtras { customer_id, survey_comment, attributes, source };
+        let extras = EventExtras {
+            customer_id: &customer_id,
+            survey_comment: survey_comment.as_deref(),
+            attributes: &attributes,
+            source: source.as_deref(),
+        };
         placement_code(self.inner.accept(event, extras, stream_time))
     }
 
@@ -543,37 +550,38 @@ impl PyEngine {
                 exceptions.push((index, FEED_FALLBACK, None));
                 continue;
             }
-            let (survey_kind, survey_score, survey_comment) = match e.survey {
+            let (survey_kind, survey_score, survey_comment) = match &e.survey {
                 Some(survey) => {
                     let kind = self.inner.model.intern(survey.kind);
-                    (Some(kind), Some(survey.score), survey.comment.map(Cow::into_owned))
+                    (Some(kind), Some(survey.score), survey.comment.as_deref())
                 }
                 None => (None, None, None),
             };
-            let attributes = match e.attributes {
+            let attributes = match &e.attributes {
                 Some(bytes) => {
-                    String::from_utf8(bytes).map_err(|err| PyValueError::new_err(err.to_string()))?
+                    std::str::from_utf8(bytes).map_err(|err| PyValueError::new_err(err.to_string()))?
                 }
-                None => "{}".to_string(),
+                None => "{}",
             };
             let event = Event {
                 core: Occurrence {
                     ts,
-                    event_id: e.event_id.into_owned(),
+                    event_id: SmallStr::from(e.event_id.as_ref()),
                     touchpoint: self.inner.model.intern(&e.touchpoint),
                     channel: self.inner.model.intern(&e.channel),
                 },
                 outcome: e.outcome.map(|o| self.inner.model.intern(o)),
-                persona: e.persona.map(|p| self.inner.model.intern(&p)),
-                employee_id: e.employee_id.map(Cow::into_owned),
+                persona: e.persona.as_deref().map(|p| self.inner.model.intern(p)),
+                employee_id: e.employee_id.as_deref().map(str::to_owned),
                 survey_kind,
                 survey_score,
+                id_hash: 0, // set by fold::add_event
             };
             let extras = EventExtras {
-                customer_id: e.customer_id.into_owned(),
+                customer_id: &e.customer_id,
                 survey_comment,
                 attributes,
-                source: e.source.map(Cow::into_owned),
+                source: e.source.as_deref(),
             };
             match self.inner.accept(event, extras, None) {
                 // Nothing changed: the full path refuses it again, with the verdict the shell needs.

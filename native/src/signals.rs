@@ -130,13 +130,13 @@ pub fn friction_of(
     for (position, event) in events.iter().enumerate() {
         let core = &event.core;
         if event.outcome.as_deref() == Some("failure") {
-            out.push(signal("failure", &core.touchpoint, core.ts, vec![core.event_id.clone()]));
+            out.push(signal("failure", &core.touchpoint, core.ts, vec![core.event_id.to_string()]));
         }
         if let Some(previous) = previous {
             if previous.core.touchpoint == core.touchpoint
                 && core.ts - previous.core.ts <= settings.repeat_window
             {
-                let ids = vec![previous.core.event_id.clone(), core.event_id.clone()];
+                let ids = vec![previous.core.event_id.to_string(), core.event_id.to_string()];
                 out.push(signal("repeat", &core.touchpoint, core.ts, ids));
             }
         }
@@ -151,7 +151,7 @@ pub fn friction_of(
     for item in attributions {
         if let Some(upstream) = item.upstream {
             let (upstream, support) = (&events[upstream].core, &events[item.support].core);
-            let ids = vec![upstream.event_id.clone(), support.event_id.clone()];
+            let ids = vec![upstream.event_id.to_string(), support.event_id.to_string()];
             out.push(signal("escalation", &upstream.touchpoint, support.ts, ids));
         }
     }
@@ -167,7 +167,7 @@ pub fn friction_of(
                 "abandonment",
                 &last.core.touchpoint,
                 last.core.ts,
-                vec![last.core.event_id.clone()],
+                vec![last.core.event_id.to_string()],
             ));
         }
     }
@@ -198,7 +198,7 @@ fn negative_survey(
             touchpoint: touchpoint.to_string(),
             weight: share,
             ts: survey.ts,
-            event_ids: vec![earlier.core.event_id.clone(), survey.event_id.clone()],
+            event_ids: vec![earlier.core.event_id.to_string(), survey.event_id.to_string()],
         });
     }
 }
@@ -222,8 +222,8 @@ pub fn delight_of(events: &[Event], settings: &FrictionSettings) -> Vec<DelightS
             _ => earlier.and_then(|e| e.employee_id.clone()),
         };
         let ids = match earlier {
-            Some(earlier) => vec![earlier.core.event_id.clone(), event.core.event_id.clone()],
-            None => vec![event.core.event_id.clone()],
+            Some(earlier) => vec![earlier.core.event_id.to_string(), event.core.event_id.to_string()],
+            None => vec![event.core.event_id.to_string()],
         };
         out.push(DelightSignal {
             touchpoint: target.core.touchpoint.to_string(),

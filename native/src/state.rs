@@ -2,9 +2,12 @@
 //! (orjson's compact JSON, format 2; format 1 is read too), so either engine resumes the other's
 //! kept states.
 
+use std::sync::Arc;
+
 use crate::alignment::Occurrence;
 use crate::fold::{hash_id, instance_id_of, Closure, CustomerState, Event, Instance, Model, NEVER};
 use crate::json::{self, JVal};
+use crate::smallstr::SmallStr;
 
 pub const FORMAT: i64 = 2;
 
@@ -196,9 +199,9 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
     if top.len() != 8 {
         return Err(bad("not an 8-item array"));
     }
-    let mut state = CustomerState::new(text(&top[1], "customer_id")?.to_string());
+    let mut state = CustomerState::new(Arc::from(text(&top[1], "customer_id")?));
     state.frontier = time(&top[2], "frontier")?;
-    state.persona_before = opt_text(&top[3], "persona_before")?.map(str::to_string);
+    state.persona_before = opt_text(&top[3], "persona_before")?.map(|p| model.intern(p));
     state.revision = uint(&top[4], "revision")?;
     state.events_accepted = uint(&top[5], "events_accepted")?;
     state.stream_time = time(&top[6], "stream_time")?;
@@ -243,14 +246,14 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             let spec = &mut model.journeys[journey];
             (base, relative) = spec.core.advance_cached((base, relative), touchpoint);
             goal_reached = goal_reached || spec.goal.contains(touchpoint);
-            let event_id = text(e[1], "event_id")?.to_string();
-            *state.seen.entry(hash_id(&event_id)).or_insert(0) += 1;
+            let event_id = SmallStr::from(text(e[1], "event_id")?);
             let survey_score = match e[8] {
                 JVal::Null => None,
                 other => Some(int(other, "survey_score")?),
             };
             let channel = opt_text(e[3], "channel")?.unwrap_or_else(|| prefix(touchpoint));
             kept.push(Event {
+                id_hash: hash_id(&event_id),
                 core: Occurrence {
                     ts: previous_ts,
                     event_id,
@@ -267,7 +270,7 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
         state.instances.push(Instance {
             instance_id: instance_id_of(&state.customer_id, &kept[0].core.event_id),
             journey,
-            persona: text(&fields[1], "persona")?.to_string(),
+            persona: model.intern(text(&fields[1], "persona")?),
             events: kept,
             base,
             relative,
@@ -278,5 +281,6 @@ pub fn decode(raw: &[u8], model: &mut Model) -> Res<CustomerState> {
             dirty: false,
         });
     }
+    state.reindex();
     Ok(state)
 }
