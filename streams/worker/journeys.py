@@ -14,12 +14,14 @@ import structlog
 
 from events.errors import Rejection
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import RowBatch
 from projections.intake import Intake
 from projections.intake import Kind as VerdictKind
 from projections.journeys import JourneyModel
+from projections.native_engine import NativeEngine
 from projections.rows import Row
 from projections.state_codec import encode_state
+from streams.common.engines import EngineKind, journey_engine
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
 from streams.worker.partitioning import Placement
@@ -59,6 +61,17 @@ class JourneyCounters:
     processed: dict[int, int] = field(default_factory=dict)  # next input offset per partition, published
 
 
+def _native_states(engine: NativeEngine, customers: list[str]) -> list[tuple[str, bytes]]:
+    """The native core's states of these customers as (id, state_codec bytes); a customer noted
+    for an event the registry refused has none."""
+    out = []
+    for customer_id in customers:
+        raw = engine.state_bytes(customer_id)
+        if raw is not None:
+            out.append((customer_id, raw))
+    return out
+
+
 class JourneyAgent:
     """Owns the journey states of the input partitions assigned to this worker.
 
@@ -82,10 +95,13 @@ class JourneyAgent:
         clock: Callable[[], float] = time.time,
         placement: Placement | None = None,
         arrived: Arrived | None = None,
+        engine: EngineKind = "python",
     ) -> None:
         self.model = model
+        # The Python engine keeps its states here; the native one in its core, with only each
+        # customer's partition noted here (states.place).
         self.states = PartitionStates()
-        self.engine = JourneyEngine(model, "live", self.states)
+        self.engine = journey_engine(model, "live", engine, self.states)
         self.intake = Intake(self.engine)  # stream time per input partition lives here
         self.guard = OffsetGuard()
         self.publish_record = publish
@@ -110,6 +126,36 @@ class JourneyAgent:
         self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
         self.delivered_at: dict[int, float] = {}  # per partition: when Faust last handed a record over
 
+    @property
+    def native(self) -> bool:
+        """Whether the native engine folds (its states live in the core, not in self.states)."""
+        return isinstance(self.engine, NativeEngine)
+
+    def _drain(self) -> list[tuple[str, RowBatch, bytes]]:
+        """Per customer changed since the last drain: its id, new rows and state_codec bytes."""
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            return [(u.customer_id, u.rows, u.state) for u in engine.drain_updates()]
+        return [(u.customer_id, u.rows, encode_state(u.state)) for u in engine.drain_updates()]
+
+    def _encoded(self, partition: int) -> list[tuple[str, bytes]]:
+        """Every state of one partition as (customer id, state_codec bytes)."""
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            return _native_states(engine, self.states.customers_of(partition))
+        return [(state.customer_id, encode_state(state)) for state in self.states.of_partition(partition)]
+
+    def _rebuild_native(self, old: NativeEngine) -> None:
+        """The native core cannot forget single customers: after a partition is revoked, a fresh
+        core takes the remaining partitions' states (rebalances are rare), at the same time."""
+        engine = NativeEngine(self.model, "live")
+        engine.counters = old.counters
+        engine.restore(raw for _, raw in _native_states(old, list(self.states.partition_of)))
+        if old.watermark > NEVER:
+            engine.advance(old.watermark)
+        self.engine = engine
+        self.intake.engine = engine
+
     # -- partitions ------------------------------------------------------------------------------
     async def own(self, assigned: set[int]) -> None:
         """Match the loaded partitions to the assignment: drop revoked ones, recover new ones."""
@@ -120,6 +166,8 @@ class JourneyAgent:
 
     def _drop(self, partition: int) -> None:
         self.states.drop(partition)
+        if isinstance(self.engine, NativeEngine):
+            self._rebuild_native(self.engine)
         self.guard.forget(partition)
         self.owned.discard(partition)
         self.stale.discard(partition)
@@ -138,11 +186,20 @@ class JourneyAgent:
     async def _recover(self, partition: int) -> None:
         started = time.perf_counter()
         recovered = await self.recover(partition)
-        states = decode_states(recovered, self.model)
-        self.states.load(partition, states)
-        # Timeouts fire for customers this process has not seen since it started.
-        for state in states.values():
-            self.engine.schedule(state)
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            # restore schedules the open instances' timeouts, as schedule() does below.
+            engine.restore(recovered.states.values())
+            for customer_id in recovered.states:
+                self.states.place(customer_id, partition)
+            customers = len(recovered.states)
+        else:
+            states = decode_states(recovered, self.model)
+            self.states.load(partition, states)
+            # Timeouts fire for customers this process has not seen since it started.
+            for state in states.values():
+                engine.schedule(state)
+            customers = len(states)
         if recovered.stream_time is not None:
             self.intake.recover(partition, recovered.stream_time)
         self.guard.recovered(partition, recovered.next)
@@ -153,7 +210,7 @@ class JourneyAgent:
         if recovered.last_offset is not None:
             self.last_offset[partition] = recovered.last_offset
         log.info(
-            "worker.partition_recovered", partition=partition, customers=len(states),
+            "worker.partition_recovered", partition=partition, customers=customers,
             next_offset=recovered.next, seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
 
@@ -208,6 +265,8 @@ class JourneyAgent:
         arrived_ms = int(self.clock() * 1000)  # the shell reads the clock
         intake.not_after_ms = arrived_ms + self.future_bound_ms
         verdict = intake.offer(record.value, f"{record.topic}/{partition}", record.offset, partition)
+        if verdict.event is not None and self.native:
+            self.states.place(verdict.event.customer_id, partition)
         # Event-to-row latency is from arrival here; what it waited in Kafka is reported apart.
         self.source_ts[partition].append(arrived_ms)
         if self.arrived is not None:
@@ -278,10 +337,10 @@ class JourneyAgent:
         batches: dict[int, RowBatch] = defaultdict(RowBatch)
         states: dict[int, dict[str, bytes]] = defaultdict(dict)
         partition_of = self.states.partition_of
-        for update in self.engine.drain_updates():
-            partition = partition_of[update.customer_id]
-            batches[partition].extend(update.rows)
-            states[partition][update.customer_id] = encode_state(update.state)
+        for customer_id, changed, state in self._drain():
+            partition = partition_of[customer_id]
+            batches[partition].extend(changed)
+            states[partition][customer_id] = state
         for partition, rows in self.bad_rows.items():
             for row in rows:
                 batches[partition].rows[schema.BAD_EVENTS.name].append(row)
@@ -323,7 +382,7 @@ class JourneyAgent:
     async def _snapshot(self, partition: int, now: float) -> None:
         policy = self.policy[partition]
         chunks = snapshot_records(
-            partition, self.states.of_partition(partition), self.guard.next[partition],
+            partition, self._encoded(partition), self.guard.next[partition],
             self.intake.stream_time.get(partition), self.snap.get(partition, -1),
         )  # fmt: skip
         await self._send(chunks)
@@ -332,7 +391,7 @@ class JourneyAgent:
             self.snap[partition] = offsets[chunks[0].snapshot_id]
         policy.last_size = sum(len(state) for chunk in chunks for state in chunk.states.values())
         policy.written, policy.last_at = 0, now
-        log.info("worker.snapshot", partition=partition, customers=len(self.states.of_partition(partition)))
+        log.info("worker.snapshot", partition=partition, customers=len(self.states.customers_of(partition)))
 
     async def _send(self, records: list[Record]) -> None:
         """Hand records to the producer; _settle() waits for the broker."""
