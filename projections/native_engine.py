@@ -175,6 +175,10 @@ class NativeEngine:
         self.counters.duplicates += duplicates
         return tables  # type: ignore[no-any-return]
 
+    def mark_partitioned(self) -> None:
+        """JourneyEngine.mark_partitioned: lateness per customer's own input partition from now on."""
+        native_module().mark_partitioned(self._inner)
+
     def advance(self, watermark: int) -> None:
         """Move time forward: close instances idle for longer than their abandon_after."""
         self._inner.advance(watermark)

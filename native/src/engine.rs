@@ -12,6 +12,9 @@ use crate::rows::{EventCols, Rows};
 use crate::signals;
 use crate::state;
 
+#[path = "partitioned.rs"]
+mod partitioned; // mark_partitioned (the Kafka worker)
+
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]
 pub struct EventExtras {

@@ -17,6 +17,9 @@ use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
 use crate::state;
 
+#[path = "py_worker.rs"]
+mod worker; // functions for the Kafka worker's engine
+
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
 }
@@ -768,5 +771,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyJourney>()?;
     m.add_class::<PyEngine>()?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
+    worker::register(m)?;
     Ok(())
 }

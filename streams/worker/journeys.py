@@ -102,6 +102,9 @@ class JourneyAgent:
         # customer's partition noted here (states.place).
         self.states = PartitionStates()
         self.engine = journey_engine(model, "live", engine, self.states)
+        # Timeouts can fire on the whole input's time before this worker folds anything: lateness
+        # stays per partition from the start (else a recovered customer's history is forgotten).
+        self.engine.mark_partitioned()
         self.intake = Intake(self.engine)  # stream time per input partition lives here
         self.guard = OffsetGuard()
         self.publish_record = publish
@@ -149,6 +152,7 @@ class JourneyAgent:
         """The native core cannot forget single customers: after a partition is revoked, a fresh
         core takes the remaining partitions' states (rebalances are rare), at the same time."""
         engine = NativeEngine(self.model, "live")
+        engine.mark_partitioned()
         engine.counters = old.counters
         engine.restore(raw for _, raw in _native_states(old, list(self.states.partition_of)))
         if old.watermark > NEVER:
