@@ -21,7 +21,7 @@ from projections.journeys import JourneyModel
 from projections.native_engine import NativeEngine
 from projections.rows import Row
 from projections.state_codec import encode_state
-from streams.common.engines import EngineKind, journey_engine
+from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
 from streams.worker.partitioning import Placement
@@ -95,7 +95,7 @@ class JourneyAgent:
         clock: Callable[[], float] = time.time,
         placement: Placement | None = None,
         arrived: Arrived | None = None,
-        engine: EngineKind = "python",
+        engine: EngineKind = DEFAULT_ENGINE,
     ) -> None:
         self.model = model
         # The Python engine keeps its states here; the native one in its core, with only each
