@@ -326,8 +326,10 @@ class JourneyAgent:
         now = time.monotonic()
         stalled: set[int] = set()
         for partition in sorted(self.owned):
-            start, end = self.guard.next.get(partition), highwaters.get(partition, 0)
-            if start is None or end <= start:
+            # A partition without a chain has folded nothing yet: its input starts at the beginning
+            # (read_range starts at the log's first offset if retention removed older ones).
+            start, end = self.guard.next.get(partition, 0), highwaters.get(partition, 0)
+            if end <= start:
                 self.delivered_at[partition] = now
                 continue
             if now - self.delivered_at.setdefault(partition, now) < STALL_S:

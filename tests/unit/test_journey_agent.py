@@ -251,6 +251,23 @@ def test_input_faust_leaves_undelivered_is_read_back(
     assert _final(stalled.loaded()[table.name], table) == _final(single.loaded()[table.name], table)
 
 
+def test_a_partition_faust_never_delivers_from_is_read_back_from_its_start(
+    model: JourneyModel, engine: EngineKind, monkeypatch: Any
+) -> None:
+    """Faust can stall a partition from its very first assignment (nothing folded on it yet, no
+    chain): its input is read back from the start all the same, not left waiting with its lag."""
+    monkeypatch.setattr("streams.worker.journeys.STALL_S", 0.0)
+    source = _input(model)
+    stalled = FakeTopic(source, engine)
+    agent = stalled.agent(model)
+    _run(agent, source[0])  # Faust delivers partition 0 only
+    ends = {partition: len(records) for partition, records in source.items()}
+    for _ in range(2):
+        asyncio.run(agent.tick(set(range(PARTITIONS)), ends))
+    assert agent.counters.gaps_filled == len(source[1])
+    assert agent.counters.processed == ends
+
+
 @pytest.mark.parametrize(("first", "then"), [("python", "native"), ("native", "python")])
 def test_a_partition_moves_between_engines_and_goes_on_as_if_nothing_moved(
     model: JourneyModel, first: EngineKind, then: EngineKind
