@@ -13,7 +13,7 @@ use crate::signals;
 use crate::state;
 
 #[path = "partitioned.rs"]
-mod partitioned; // mark_partitioned (the Kafka worker)
+pub mod partitioned; // mark_partitioned, home_partition (the Kafka worker)
 
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]

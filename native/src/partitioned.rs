@@ -1,7 +1,44 @@
 //! The engine of a partitioned shell (the Kafka worker): lateness per customer's own partition
-//! from the start, not only from its first partitioned event.
+//! from the start, not only from its first partitioned event; Kafka's partitioner (murmur2).
 
 use super::Engine;
+
+/// Kafka's murmur2 (the Java client's, as kafka-python's) of a key.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let length = data.len();
+    let mut h: u32 = SEED ^ (length as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner gives a record keyed by this customer id.
+pub fn home_partition(customer_id: &str, partitions: i32) -> i32 {
+    (murmur2(customer_id.as_bytes()) & 0x7fff_ffff) % partitions
+}
 
 impl Engine {
     /// Measure lateness against each customer's own stream (its input partition's time) from
@@ -21,6 +58,8 @@ mod tests {
     use crate::engine::{Engine, EventExtras};
     use crate::fold::{Event, Placement};
     use crate::state;
+
+    use super::home_partition;
 
     const HOUR: i64 = 3_600_000;
 
@@ -64,5 +103,13 @@ mod tests {
     fn a_partitioned_core_keeps_history_another_partitions_time_has_passed() {
         assert_eq!(after_a_restore(true), Placement::Accepted);
         assert_eq!(after_a_restore(false), Placement::TooLate, "one stream: the watermark bounds lateness");
+    }
+
+    #[test]
+    fn customers_go_where_kafkas_default_partitioner_puts_them() {
+        // streams.common.topics.partition_for (kafka-python's murmur2) of the same keys.
+        let keys = ["", "a", "ab", "abc", "abcd", "cust-00420", "customer-é-12345"];
+        let homes: Vec<i32> = keys.iter().map(|key| home_partition(key, 1_000_003)).collect();
+        assert_eq!(homes, [645_856, 100_772, 154_486, 468_670, 831_631, 364_319, 781_368]);
     }
 }

@@ -12,13 +12,13 @@ from typing import Any
 
 import structlog
 
-from events.errors import Rejection
+from events.errors import BadReason, Rejection
 from projections import schema
 from projections.engine import RowBatch
 from projections.intake import Intake
 from projections.intake import Kind as VerdictKind
 from projections.journeys import JourneyModel
-from projections.native_engine import NativeEngine
+from projections.native_engine import MISPLACED, REFUSED, TOO_LATE_DETAIL, TOO_LATE_REFUSED, NativeEngine
 from projections.rows import Row
 from projections.state_codec import encode_state
 from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
@@ -128,6 +128,12 @@ class JourneyAgent:
         self._pending_quarantine: list[tuple[Incoming, Rejection]] = []
         self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
         self.delivered_at: dict[int, float] = {}  # per partition: when Faust last handed a record over
+        self.batch_feed = True  # native: fold runs of records in one call (False: record by record)
+
+    @property
+    def batched(self) -> bool:
+        """Whether input is folded a run of records at a time (the native core's batch feed)."""
+        return self.native and self.batch_feed
 
     @property
     def native(self) -> bool:
@@ -226,6 +232,7 @@ class JourneyAgent:
             await self._settle()
             await self.own(assigned | {record.partition for record in batch})
             guard, counters = self.guard, self.counters
+            run: list[Incoming] = []  # consecutive records of one partition, for the native feed
             for record in batch:
                 partition, offset = record.partition, record.offset
                 self.delivered_at[partition] = time.monotonic()
@@ -233,9 +240,18 @@ class JourneyAgent:
                 if verdict is Verdict.SEEN:
                     counters.redelivered += 1
                     continue
+                if run and (verdict is Verdict.GAP or run[-1].partition != partition):
+                    await self._fold_run(run)
+                    run = []
                 if verdict is Verdict.GAP:
                     await self._fill_gap(partition, guard.next[partition], offset)
-                await self._fold_or_send_home(record)
+                if self.batched:
+                    run.append(record)
+                    guard.folded(partition, offset)  # the next record's verdict needs it now
+                else:
+                    await self._fold_or_send_home(record)
+            if run:
+                await self._fold_run(run)
             if self.placement is not None:
                 # The batch's record covers the re-routed offsets: Kafka has the copies first.
                 await self.placement.settle()
@@ -260,6 +276,73 @@ class JourneyAgent:
         self.counters.rerouted += 1
         await self.placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
         self.guard.folded(record.partition, record.offset)
+
+    async def _fold_run(self, run: list[Incoming]) -> None:
+        """Fold consecutive records of one partition in one native call: what _fold_or_send_home
+        does record by record (the native core checks each record's home partition, decodes,
+        checks and folds; the exceptions are handled here, in order, after the run)."""
+        engine = self.engine
+        assert isinstance(engine, NativeEngine)
+        partition = run[0].partition
+        intake, counters = self.intake, self.counters
+        arrived_ms = int(self.clock() * 1000)  # the shell reads the clock
+        intake.not_after_ms = arrived_ms + self.future_bound_ms
+        self.states.current = partition
+        duplicates = engine.counters.duplicates
+        exceptions, customers, stream_time = engine.feed_partition(
+            [record.value for record in run], partition,
+            partitions=None if self.placement is None else self.placement.partitions,
+            stream_time=intake.stream_time.get(partition), not_after_ms=intake.not_after_ms,
+            max_depth=intake.max_depth,
+        )  # fmt: skip
+        if stream_time is not None:
+            intake.stream_time[partition] = stream_time
+        place = self.states.place
+        for customer_id in customers:
+            place(customer_id, partition)
+        counters.events_in += len(run)
+        counters.duplicates += engine.counters.duplicates - duplicates
+        sent_home: set[int] = set()
+        source = f"{run[0].topic}/{partition}"
+        for index, code, refusal, home in exceptions:
+            record = run[index]
+            placement = self.placement
+            if placement is not None and code in (MISPLACED, REFUSED):
+                # The full path looks at the customer before the contract: a bad record naming a
+                # customer of another partition goes home too.
+                where = home if code == MISPLACED else placement.home_of(record.value, partition)
+                if where is not None:
+                    counters.rerouted += 1
+                    sent_home.add(index)
+                    customer_id, home_partition = where
+                    origin = (record.topic, partition, record.offset)
+                    await placement.send_home(record.value, customer_id, home_partition, origin)
+                    continue
+            if code == REFUSED:
+                reason, detail, field_name = refusal
+                verdict = intake.refuse(
+                    record.value, source, record.offset, Rejection(BadReason(reason), detail, field_name)
+                )
+            elif code == TOO_LATE_REFUSED:
+                rejection = Rejection(BadReason.TOO_LATE, TOO_LATE_DETAIL, "occurred_at")
+                verdict = intake.rejected(record.value, source, record.offset, rejection)
+            else:  # FALLBACK: the full path's verdict (it changes no journey, so after the run)
+                verdict = intake.offer(record.value, source, record.offset, partition)
+                if verdict.event is not None:
+                    place(verdict.event.customer_id, partition)
+                if verdict.kind is VerdictKind.DUPLICATE:
+                    counters.duplicates += 1
+            if verdict.rejection is not None and verdict.quarantine is not None:
+                counters.bad += 1
+                self.bad_rows[partition].append(verdict.quarantine)
+                self._pending_quarantine.append((record, verdict.rejection))
+        source_ts, arrived = self.source_ts[partition], self.arrived
+        for index, record in enumerate(run):
+            if index in sent_home:
+                continue
+            source_ts.append(arrived_ms)
+            if arrived is not None:
+                arrived(record.timestamp_ms, arrived_ms)
 
     def _fold(self, record: Incoming) -> None:
         partition = record.partition

@@ -360,3 +360,50 @@ def test_a_partition_recovered_while_others_are_far_ahead_keeps_its_late_but_all
     assert loaded[schema.BAD_EVENTS.name] == []
     folded = {row[1] for row in loaded[schema.TOUCHPOINT_EVENTS.name]}
     assert folded == {"c2-1", *(f"c1-{n}" for n in range(1, 9))}
+
+
+def test_the_native_batch_feed_writes_what_folding_record_by_record_writes(model: JourneyModel) -> None:
+    """The native agent folds runs of a partition's records in one call: on messy input (bad and
+    corrupt lines, duplicates, future timestamps, records on another partition than their
+    customer's, interleaved partitions, redelivered and skipped offsets) it writes the same batch
+    records (rows, states, spans, stream times), quarantines, re-routes and counts as folding the
+    same input record by record."""
+    lines = simulate(model, SimulationConfig(customers=80, days=6, seed=11, bad_rate=0.03)).lines
+    lines += lines[5:40]  # re-sent events
+    lines.insert(50, event_line("f1", "cust-1", "web.cart", 10**9))  # far in the future
+    lines.insert(60, b'{"customer_id": "cust-2", "event_id": 7}')  # a bad record naming a customer
+    logs: dict[int, list[Incoming]] = defaultdict(list)
+    for line in lines:
+        partition = zlib.crc32(line[:40]) % PARTITIONS  # not the customers' partitions
+        logs[partition].append(Incoming("tp", partition, len(logs[partition]), None, line, 7))
+    ordered = sorted((r for records in logs.values() for r in records), key=lambda r: (r.offset, r.partition))
+    delivered = [*ordered[:300], *ordered[250:320], *ordered[330:]]  # again, and a skipped range
+
+    def fold(batched: bool) -> tuple[FakeTopic, InputTopic, JourneyAgent, list[Rejection]]:
+        topic, home = FakeTopic(logs, "native"), InputTopic()
+        agent = topic.agent(model)
+        agent.batch_feed = batched
+        agent.placement = Placement(home, PARTITIONS)
+        agent.clock = lambda: 1_700_000_000.0
+        refused: list[Rejection] = []
+
+        async def quarantine(record: Incoming, rejection: Rejection) -> None:
+            refused.append(rejection)
+
+        agent.quarantine = quarantine
+        for start in range(0, len(delivered), 61):
+            asyncio.run(agent.process(delivered[start : start + 61], set(range(PARTITIONS))))
+        asyncio.run(agent.tick(set(range(PARTITIONS)), {}))
+        return topic, home, agent, refused
+
+    (by_run, sent_by_run, run_agent, refused_by_run) = fold(batched=True)
+    (by_record, sent_by_record, record_agent, refused_by_record) = fold(batched=False)
+    assert run_agent.counters.rerouted > 0
+    assert run_agent.counters.bad > 0
+    assert run_agent.counters.gaps_filled > 0
+    assert by_run.records == by_record.records
+    assert sent_by_run.sent == sent_by_record.sent
+    assert refused_by_run == refused_by_record
+    assert run_agent.counters == record_agent.counters
+    assert run_agent.engine.counters == record_agent.engine.counters
+    assert run_agent.intake.stream_time == record_agent.intake.stream_time
