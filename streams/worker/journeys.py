@@ -289,12 +289,18 @@ class JourneyAgent:
         intake.not_after_ms = arrived_ms + self.future_bound_ms
         self.states.current = partition
         duplicates = engine.counters.duplicates
-        exceptions, customers, stream_time = engine.feed_partition(
-            [record.value for record in run], partition,
-            partitions=None if self.placement is None else self.placement.partitions,
-            stream_time=intake.stream_time.get(partition), not_after_ms=intake.not_after_ms,
-            max_depth=intake.max_depth,
-        )  # fmt: skip
+        try:
+            exceptions, customers, stream_time = engine.feed_partition(
+                [record.value for record in run], partition,
+                partitions=None if self.placement is None else self.placement.partitions,
+                stream_time=intake.stream_time.get(partition), not_after_ms=intake.not_after_ms,
+                max_depth=intake.max_depth,
+            )  # fmt: skip
+        except BaseException:
+            # The guard already counts the run as folded: rewind it, so no offset is skipped if
+            # the agent goes on (what was folded before the failure comes again as duplicates).
+            self.guard.next[partition] = run[0].offset
+            raise
         if stream_time is not None:
             intake.stream_time[partition] = stream_time
         place = self.states.place

@@ -14,6 +14,7 @@ import pytest
 from events.errors import Rejection
 from projections import schema
 from projections.journeys import JourneyModel
+from projections.native_engine import NativeEngine
 from streams.common.engines import EngineKind
 from streams.common.topics import partition_for
 from streams.sim.simulator import SimulationConfig, simulate
@@ -407,3 +408,34 @@ def test_the_native_batch_feed_writes_what_folding_record_by_record_writes(model
     assert run_agent.counters == record_agent.counters
     assert run_agent.engine.counters == record_agent.engine.counters
     assert run_agent.intake.stream_time == record_agent.intake.stream_time
+
+
+def test_a_native_run_that_fails_leaves_its_offsets_to_be_folded_again(
+    model: JourneyModel, monkeypatch: Any
+) -> None:
+    """If the native feed raises in the middle of a batch (the agent crashes; Faust restarts it and
+    delivers the input again), the offsets of the failed run are not counted as folded: every
+    event ends up stored once, as with an agent that never failed."""
+    source = _input(model)
+    ordered = sorted(
+        (r for records in source.values() for r in records), key=lambda r: (r.offset, r.partition)
+    )
+    feed = NativeEngine.feed_partition
+    calls = {"n": 0}
+
+    def failing_once(self: NativeEngine, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ValueError("the native feed failed")
+        return feed(self, *args, **kwargs)
+
+    monkeypatch.setattr(NativeEngine, "feed_partition", failing_once)
+    failed = FakeTopic(source, "native")
+    agent = failed.agent(model)
+    with pytest.raises(ValueError, match="native feed failed"):
+        _run(agent, ordered)
+    _run(agent, ordered)
+    single = FakeTopic(source, "native")
+    _run(single.agent(model), ordered)
+    table = schema.TOUCHPOINT_EVENTS
+    assert _final(failed.loaded()[table.name], table) == _final(single.loaded()[table.name], table)
