@@ -196,6 +196,13 @@ class JourneyEngine:
         self._render_customer(state, batch)
         return batch
 
+    def mark_partitioned(self) -> None:
+        """Measure lateness against each customer's own stream (input partition) from now on, as
+        accept() with a stream_time does, even before any event: a shell whose first act can be
+        advance() to the whole input's time (the Kafka worker's timeouts) must not forget history
+        its customers' own partitions have not passed yet."""
+        self._single_stream = False
+
     def advance(self, watermark: int) -> None:
         """Move time forward: close instances idle for longer than their abandon_after."""
         self.watermark = max(self.watermark, watermark)

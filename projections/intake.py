@@ -153,6 +153,10 @@ class Intake:
         """Raise a partition's stream time to a recovered state's (after a restart or rebalance)."""
         self.stream_time[partition] = max(self.stream_time.get(partition, stream_time), stream_time)
 
+    def rejected(self, raw: bytes, source: str, position: int, rejection: Rejection) -> Verdict:
+        """The verdict on a record the engine already refused and counted (a batch feed's)."""
+        return Verdict(Kind.REJECTED, None, rejection, self._row(source, position, rejection, raw))
+
     def _row(self, source: str, position: int, rejection: Rejection, raw: bytes) -> Row:
         text = raw.decode("utf-8", "replace") if self.raw_as_text else raw
         return quarantine_row(self.engine.scenario, source, position, rejection, text)

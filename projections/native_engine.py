@@ -18,6 +18,7 @@ from projections.rows import Row
 
 ACCEPTED, DUPLICATE, TOO_LATE = 0, 1, 2  # what the native accept() returns
 REFUSED, FALLBACK = 0, 1  # the exceptions of the native feed_raw()
+TOO_LATE_REFUSED, MISPLACED = 2, 3  # and of feed_partition()
 TOO_LATE_DETAIL = "older than the allowed lateness; this customer's journey there is already final"
 
 
@@ -147,6 +148,37 @@ class NativeEngine:
         counters.bad += bad
         return exceptions  # type: ignore[no-any-return]
 
+    def feed_partition(
+        self,
+        lines: list[bytes],
+        partition: int,
+        *,
+        partitions: int | None,
+        stream_time: int | None,
+        not_after_ms: int | None,
+        max_depth: int,
+    ) -> tuple[list[tuple[int, int, Any, Any]], list[str], int | None]:
+        """Decode, check and fold consecutive raw records of one input partition natively, as
+        Intake.offer(raw, source, offset, partition) would one by one from the partition's stream
+        time `stream_time`; with `partitions`, records whose customer hashes (murmur2) to another
+        partition are not folded.
+
+        Returns (exceptions, the customer of each folded record, the stream time after the run).
+        Exceptions, in order: (index, REFUSED, (reason, detail, field), None) for a record the
+        contract refuses, not counted (its customer may live elsewhere); (index, FALLBACK, None,
+        None) for one that must go through Intake.offer, not counted; (index, TOO_LATE_REFUSED,
+        None, None), counted as bad; (index, MISPLACED, None, (customer, home partition)).
+        """
+        exceptions, (received, accepted, duplicates, bad), customers, after = native_module().feed_partition(
+            self._inner, lines, partition, partitions, stream_time, not_after_ms, max_depth
+        )
+        counters = self.counters
+        counters.received += received
+        counters.accepted += accepted
+        counters.duplicates += duplicates
+        counters.bad += bad
+        return exceptions, customers, after
+
     def count_bad(self) -> None:
         """Count a record rejected before it reached the engine (undecodable, schema)."""
         self.counters.received += 1
@@ -174,6 +206,10 @@ class NativeEngine:
         self.counters.accepted += events
         self.counters.duplicates += duplicates
         return tables  # type: ignore[no-any-return]
+
+    def mark_partitioned(self) -> None:
+        """JourneyEngine.mark_partitioned: lateness per customer's own input partition from now on."""
+        native_module().mark_partitioned(self._inner)
 
     def advance(self, watermark: int) -> None:
         """Move time forward: close instances idle for longer than their abandon_after."""

@@ -12,6 +12,9 @@ use crate::rows::{EventCols, Rows};
 use crate::signals;
 use crate::state;
 
+#[path = "partitioned.rs"]
+pub mod partitioned; // mark_partitioned, home_partition (the Kafka worker)
+
 /// What the event row needs beside the occurrence, borrowed from the decoded record: it is only
 /// copied into the row columns, so an accepted event allocates nothing for it.
 #[derive(Debug, Clone, Copy, Default)]

@@ -19,6 +19,8 @@ use crate::state;
 
 #[path = "py_columns.rs"]
 mod py_columns;
+#[path = "py_worker.rs"]
+mod worker; // functions for the Kafka worker's engine
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
@@ -780,5 +782,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_function(wrap_pyfunction!(py_columns::drain_kept_columns, m)?)?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
+    worker::register(m)?;
     Ok(())
 }

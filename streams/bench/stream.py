@@ -24,6 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from events.errors import TouchpathError
 from projections.journeys import JourneyModel
 from streams.bench.engine import simulated_lines
+from streams.common.settings import Settings
 from streams.common.topics import TopicNames, TopicPlan, ensure_topics
 from streams.sim.simulator import SimulationConfig, simulate
 from streams.store.clickhouse import ClickHouseProjectionStore
@@ -266,6 +267,7 @@ def _lost_and_duplicated(data_dir: Path, lines: list[bytes]) -> tuple[int, int]:
 def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str, Any]:
     """Pre-load events; measure the raw consumer, a trivial Faust agent and the worker(s) on that
     topic; count produced records; then p50/p99 event-to-row latency at 1,000 events/s."""
+    load_before = os.getloadavg()[0]
     lines = simulated_lines(model, events)
     paced = simulate(model, SimulationConfig(customers=1500, days=3, seed=99, bad_rate=0.0)).lines[:8000]
     with kafka_bootstrap() as bootstrap, tempfile.TemporaryDirectory(prefix="touchpath-bench-") as tmp_name:
@@ -297,6 +299,8 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
     return {
         "events": len(lines),
         "journey_workers": workers,
+        "engine": Settings().engine,  # the journey workers' (TOUCHPATH_ENGINE, which they inherit)
+        "load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # at start and at end
         "raw_consumer_events_per_s": round(raw_rate),
         "trivial_faust_events_per_s": round(trivial_rate),
         "worker_events_per_s": round(worker_rate),

@@ -49,9 +49,9 @@ class Settings(BaseSettings):
     ingest_rate_limit: float = 2000.0  # events/s per API key; 0 = unlimited
     ingest_rate_burst: int = 10_000
     log_level: str = "info"
-    # The journey engine of `run`, `demo`, `serve`, `replay` and `bench replay`: the native core
-    # (default) or the Python reference (python), which writes the same rows of every table and the
-    # same journey states. The Kafka worker runs the Python engine whatever this says.
+    # The journey engine of `run`, `demo`, `serve`, `replay`, `bench replay` and the worker's journey
+    # agent: the native core (default) or the Python reference (python), which writes the same rows
+    # of every table and the same journey states.
     engine: EngineKind = DEFAULT_ENGINE
     # File-mode creation mask of every touchpath process (octal): 077 = data dirs 0700, files 0600,
     # since they hold customer data; 027 lets a group read them.

@@ -143,6 +143,7 @@ def create_app(
         future_bound_ms=int(settings.future_bound_s * 1000),
         placement=Placement(source, settings.partitions),  # misplaced keys go home, unfolded here
         arrived=health.event_arrived,
+        engine=settings.engine,  # TOUCHPATH_ENGINE, as `run`
     )
     metrics = WorkerMetrics(agent.counters, loader.counters if loader is not None else None, health=health)
     del bad_topic  # declared so Faust knows the topic; records go through the producer

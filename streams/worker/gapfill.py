@@ -37,6 +37,7 @@ def read_range(
     out: list[Incoming] = []
     try:
         consumer.assign([tp])
+        start = max(start, int(consumer.beginning_offsets([tp])[tp]))  # older ones expired
         consumer.seek(tp, start)
         deadline = time.monotonic() + timeout
         while consumer.position(tp) < end:

@@ -12,14 +12,16 @@ from typing import Any
 
 import structlog
 
-from events.errors import Rejection
+from events.errors import BadReason, Rejection
 from projections import schema
-from projections.engine import JourneyEngine, RowBatch
+from projections.engine import RowBatch
 from projections.intake import Intake
 from projections.intake import Kind as VerdictKind
 from projections.journeys import JourneyModel
+from projections.native_engine import MISPLACED, REFUSED, TOO_LATE_DETAIL, TOO_LATE_REFUSED, NativeEngine
 from projections.rows import Row
 from projections.state_codec import encode_state
+from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
 from streams.worker.partitioning import Placement
@@ -59,6 +61,17 @@ class JourneyCounters:
     processed: dict[int, int] = field(default_factory=dict)  # next input offset per partition, published
 
 
+def _native_states(engine: NativeEngine, customers: list[str]) -> list[tuple[str, bytes]]:
+    """The native core's states of these customers as (id, state_codec bytes); a customer noted
+    for an event the registry refused has none."""
+    out = []
+    for customer_id in customers:
+        raw = engine.state_bytes(customer_id)
+        if raw is not None:
+            out.append((customer_id, raw))
+    return out
+
+
 class JourneyAgent:
     """Owns the journey states of the input partitions assigned to this worker.
 
@@ -82,10 +95,16 @@ class JourneyAgent:
         clock: Callable[[], float] = time.time,
         placement: Placement | None = None,
         arrived: Arrived | None = None,
+        engine: EngineKind = DEFAULT_ENGINE,
     ) -> None:
         self.model = model
+        # The Python engine keeps its states here; the native one in its core, with only each
+        # customer's partition noted here (states.place).
         self.states = PartitionStates()
-        self.engine = JourneyEngine(model, "live", self.states)
+        self.engine = journey_engine(model, "live", engine, self.states)
+        # Timeouts can fire on the whole input's time before this worker folds anything: lateness
+        # stays per partition from the start (else a recovered customer's history is forgotten).
+        self.engine.mark_partitioned()
         self.intake = Intake(self.engine)  # stream time per input partition lives here
         self.guard = OffsetGuard()
         self.publish_record = publish
@@ -109,6 +128,43 @@ class JourneyAgent:
         self._pending_quarantine: list[tuple[Incoming, Rejection]] = []
         self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
         self.delivered_at: dict[int, float] = {}  # per partition: when Faust last handed a record over
+        self.batch_feed = True  # native: fold runs of records in one call (False: record by record)
+
+    @property
+    def batched(self) -> bool:
+        """Whether input is folded a run of records at a time (the native core's batch feed)."""
+        return self.native and self.batch_feed
+
+    @property
+    def native(self) -> bool:
+        """Whether the native engine folds (its states live in the core, not in self.states)."""
+        return isinstance(self.engine, NativeEngine)
+
+    def _drain(self) -> list[tuple[str, RowBatch, bytes]]:
+        """Per customer changed since the last drain: its id, new rows and state_codec bytes."""
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            return [(u.customer_id, u.rows, u.state) for u in engine.drain_updates()]
+        return [(u.customer_id, u.rows, encode_state(u.state)) for u in engine.drain_updates()]
+
+    def _encoded(self, partition: int) -> list[tuple[str, bytes]]:
+        """Every state of one partition as (customer id, state_codec bytes)."""
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            return _native_states(engine, self.states.customers_of(partition))
+        return [(state.customer_id, encode_state(state)) for state in self.states.of_partition(partition)]
+
+    def _rebuild_native(self, old: NativeEngine) -> None:
+        """The native core cannot forget single customers: after a partition is revoked, a fresh
+        core takes the remaining partitions' states (rebalances are rare), at the same time."""
+        engine = NativeEngine(self.model, "live")
+        engine.mark_partitioned()
+        engine.counters = old.counters
+        engine.restore(raw for _, raw in _native_states(old, list(self.states.partition_of)))
+        if old.watermark > NEVER:
+            engine.advance(old.watermark)
+        self.engine = engine
+        self.intake.engine = engine
 
     # -- partitions ------------------------------------------------------------------------------
     async def own(self, assigned: set[int]) -> None:
@@ -120,6 +176,8 @@ class JourneyAgent:
 
     def _drop(self, partition: int) -> None:
         self.states.drop(partition)
+        if isinstance(self.engine, NativeEngine):
+            self._rebuild_native(self.engine)
         self.guard.forget(partition)
         self.owned.discard(partition)
         self.stale.discard(partition)
@@ -138,11 +196,20 @@ class JourneyAgent:
     async def _recover(self, partition: int) -> None:
         started = time.perf_counter()
         recovered = await self.recover(partition)
-        states = decode_states(recovered, self.model)
-        self.states.load(partition, states)
-        # Timeouts fire for customers this process has not seen since it started.
-        for state in states.values():
-            self.engine.schedule(state)
+        engine = self.engine
+        if isinstance(engine, NativeEngine):
+            # restore schedules the open instances' timeouts, as schedule() does below.
+            engine.restore(recovered.states.values())
+            for customer_id in recovered.states:
+                self.states.place(customer_id, partition)
+            customers = len(recovered.states)
+        else:
+            states = decode_states(recovered, self.model)
+            self.states.load(partition, states)
+            # Timeouts fire for customers this process has not seen since it started.
+            for state in states.values():
+                engine.schedule(state)
+            customers = len(states)
         if recovered.stream_time is not None:
             self.intake.recover(partition, recovered.stream_time)
         self.guard.recovered(partition, recovered.next)
@@ -153,7 +220,7 @@ class JourneyAgent:
         if recovered.last_offset is not None:
             self.last_offset[partition] = recovered.last_offset
         log.info(
-            "worker.partition_recovered", partition=partition, customers=len(states),
+            "worker.partition_recovered", partition=partition, customers=customers,
             next_offset=recovered.next, seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
 
@@ -165,6 +232,7 @@ class JourneyAgent:
             await self._settle()
             await self.own(assigned | {record.partition for record in batch})
             guard, counters = self.guard, self.counters
+            run: list[Incoming] = []  # consecutive records of one partition, for the native feed
             for record in batch:
                 partition, offset = record.partition, record.offset
                 self.delivered_at[partition] = time.monotonic()
@@ -172,9 +240,18 @@ class JourneyAgent:
                 if verdict is Verdict.SEEN:
                     counters.redelivered += 1
                     continue
+                if run and (verdict is Verdict.GAP or run[-1].partition != partition):
+                    await self._fold_run(run)
+                    run = []
                 if verdict is Verdict.GAP:
                     await self._fill_gap(partition, guard.next[partition], offset)
-                await self._fold_or_send_home(record)
+                if self.batched:
+                    run.append(record)
+                    guard.folded(partition, offset)  # the next record's verdict needs it now
+                else:
+                    await self._fold_or_send_home(record)
+            if run:
+                await self._fold_run(run)
             if self.placement is not None:
                 # The batch's record covers the re-routed offsets: Kafka has the copies first.
                 await self.placement.settle()
@@ -200,6 +277,79 @@ class JourneyAgent:
         await self.placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
         self.guard.folded(record.partition, record.offset)
 
+    async def _fold_run(self, run: list[Incoming]) -> None:
+        """Fold consecutive records of one partition in one native call: what _fold_or_send_home
+        does record by record (the native core checks each record's home partition, decodes,
+        checks and folds; the exceptions are handled here, in order, after the run)."""
+        engine = self.engine
+        assert isinstance(engine, NativeEngine)
+        partition = run[0].partition
+        intake, counters = self.intake, self.counters
+        arrived_ms = int(self.clock() * 1000)  # the shell reads the clock
+        intake.not_after_ms = arrived_ms + self.future_bound_ms
+        self.states.current = partition
+        duplicates = engine.counters.duplicates
+        try:
+            exceptions, customers, stream_time = engine.feed_partition(
+                [record.value for record in run], partition,
+                partitions=None if self.placement is None else self.placement.partitions,
+                stream_time=intake.stream_time.get(partition), not_after_ms=intake.not_after_ms,
+                max_depth=intake.max_depth,
+            )  # fmt: skip
+        except BaseException:
+            # The guard already counts the run as folded: rewind it, so no offset is skipped if
+            # the agent goes on (what was folded before the failure comes again as duplicates).
+            self.guard.next[partition] = run[0].offset
+            raise
+        if stream_time is not None:
+            intake.stream_time[partition] = stream_time
+        place = self.states.place
+        for customer_id in customers:
+            place(customer_id, partition)
+        counters.events_in += len(run)
+        counters.duplicates += engine.counters.duplicates - duplicates
+        sent_home: set[int] = set()
+        source = f"{run[0].topic}/{partition}"
+        for index, code, refusal, home in exceptions:
+            record = run[index]
+            placement = self.placement
+            if placement is not None and code in (MISPLACED, REFUSED):
+                # The full path looks at the customer before the contract: a bad record naming a
+                # customer of another partition goes home too.
+                where = home if code == MISPLACED else placement.home_of(record.value, partition)
+                if where is not None:
+                    counters.rerouted += 1
+                    sent_home.add(index)
+                    customer_id, home_partition = where
+                    origin = (record.topic, partition, record.offset)
+                    await placement.send_home(record.value, customer_id, home_partition, origin)
+                    continue
+            if code == REFUSED:
+                reason, detail, field_name = refusal
+                verdict = intake.refuse(
+                    record.value, source, record.offset, Rejection(BadReason(reason), detail, field_name)
+                )
+            elif code == TOO_LATE_REFUSED:
+                rejection = Rejection(BadReason.TOO_LATE, TOO_LATE_DETAIL, "occurred_at")
+                verdict = intake.rejected(record.value, source, record.offset, rejection)
+            else:  # FALLBACK: the full path's verdict (it changes no journey, so after the run)
+                verdict = intake.offer(record.value, source, record.offset, partition)
+                if verdict.event is not None:
+                    place(verdict.event.customer_id, partition)
+                if verdict.kind is VerdictKind.DUPLICATE:
+                    counters.duplicates += 1
+            if verdict.rejection is not None and verdict.quarantine is not None:
+                counters.bad += 1
+                self.bad_rows[partition].append(verdict.quarantine)
+                self._pending_quarantine.append((record, verdict.rejection))
+        source_ts, arrived = self.source_ts[partition], self.arrived
+        for index, record in enumerate(run):
+            if index in sent_home:
+                continue
+            source_ts.append(arrived_ms)
+            if arrived is not None:
+                arrived(record.timestamp_ms, arrived_ms)
+
     def _fold(self, record: Incoming) -> None:
         partition = record.partition
         self.counters.events_in += 1
@@ -208,6 +358,8 @@ class JourneyAgent:
         arrived_ms = int(self.clock() * 1000)  # the shell reads the clock
         intake.not_after_ms = arrived_ms + self.future_bound_ms
         verdict = intake.offer(record.value, f"{record.topic}/{partition}", record.offset, partition)
+        if verdict.event is not None and self.native:
+            self.states.place(verdict.event.customer_id, partition)
         # Event-to-row latency is from arrival here; what it waited in Kafka is reported apart.
         self.source_ts[partition].append(arrived_ms)
         if self.arrived is not None:
@@ -263,8 +415,10 @@ class JourneyAgent:
         now = time.monotonic()
         stalled: set[int] = set()
         for partition in sorted(self.owned):
-            start, end = self.guard.next.get(partition), highwaters.get(partition, 0)
-            if start is None or end <= start:
+            # A partition without a chain has folded nothing yet: its input starts at the beginning
+            # (read_range starts at the log's first offset if retention removed older ones).
+            start, end = self.guard.next.get(partition, 0), highwaters.get(partition, 0)
+            if end <= start:
                 self.delivered_at[partition] = now
                 continue
             if now - self.delivered_at.setdefault(partition, now) < STALL_S:
@@ -278,10 +432,10 @@ class JourneyAgent:
         batches: dict[int, RowBatch] = defaultdict(RowBatch)
         states: dict[int, dict[str, bytes]] = defaultdict(dict)
         partition_of = self.states.partition_of
-        for update in self.engine.drain_updates():
-            partition = partition_of[update.customer_id]
-            batches[partition].extend(update.rows)
-            states[partition][update.customer_id] = encode_state(update.state)
+        for customer_id, changed, state in self._drain():
+            partition = partition_of[customer_id]
+            batches[partition].extend(changed)
+            states[partition][customer_id] = state
         for partition, rows in self.bad_rows.items():
             for row in rows:
                 batches[partition].rows[schema.BAD_EVENTS.name].append(row)
@@ -323,7 +477,7 @@ class JourneyAgent:
     async def _snapshot(self, partition: int, now: float) -> None:
         policy = self.policy[partition]
         chunks = snapshot_records(
-            partition, self.states.of_partition(partition), self.guard.next[partition],
+            partition, self._encoded(partition), self.guard.next[partition],
             self.intake.stream_time.get(partition), self.snap.get(partition, -1),
         )  # fmt: skip
         await self._send(chunks)
@@ -332,7 +486,7 @@ class JourneyAgent:
             self.snap[partition] = offsets[chunks[0].snapshot_id]
         policy.last_size = sum(len(state) for chunk in chunks for state in chunk.states.values())
         policy.written, policy.last_at = 0, now
-        log.info("worker.snapshot", partition=partition, customers=len(self.states.of_partition(partition)))
+        log.info("worker.snapshot", partition=partition, customers=len(self.states.customers_of(partition)))
 
     async def _send(self, records: list[Record]) -> None:
         """Hand records to the producer; _settle() waits for the broker."""

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from projections.customer import CustomerState
 from projections.journeys import JourneyModel
-from projections.state_codec import decode_state, encode_state
+from projections.state_codec import decode_state
 from streams.worker.records import Kind, Record, Recovered, Replayer, decode_header
 
 SNAPSHOT_CHUNK_STATES = 2_000  # states per snapshot record
@@ -58,12 +58,19 @@ class PartitionStates(MutableMapping[str, CustomerState]):
             self.states[customer_id] = state
             self.partition_of[customer_id] = partition
 
+    def place(self, customer_id: str, partition: int) -> None:
+        """Note a customer's partition when its states live elsewhere (the native engine's core)."""
+        self.partition_of.setdefault(customer_id, partition)
+
     def drop(self, partition: int) -> None:
         """Forget a partition's customers (it went to another worker)."""
-        gone = [customer for customer, owner in self.partition_of.items() if owner == partition]
-        for customer_id in gone:
-            del self.states[customer_id]
+        for customer_id in self.customers_of(partition):
+            self.states.pop(customer_id, None)
             del self.partition_of[customer_id]
+
+    def customers_of(self, partition: int) -> list[str]:
+        """The ids of one partition's customers."""
+        return [c for c, owner in self.partition_of.items() if owner == partition]
 
     def of_partition(self, partition: int) -> list[CustomerState]:
         """Every state of one partition."""
@@ -92,11 +99,11 @@ class SnapshotPolicy:
 
 
 def snapshot_records(
-    partition: int, states: list[CustomerState], next_offset: int, stream_time: int | None, snap: int
+    partition: int, encoded: list[tuple[str, bytes]], next_offset: int, stream_time: int | None, snap: int
 ) -> list[Record]:
-    """The chunks of one snapshot of a partition (between batches, at chain position next_offset)."""
+    """The chunks of one snapshot of a partition (between batches, at chain position next_offset)
+    from its (customer id, state_codec bytes)."""
     snapshot_id = uuid.uuid4().hex
-    encoded = [(state.customer_id, encode_state(state)) for state in states]
     chunks = [
         encoded[i : i + SNAPSHOT_CHUNK_STATES] for i in range(0, len(encoded), SNAPSHOT_CHUNK_STATES)
     ] or [[]]

@@ -71,7 +71,7 @@ class WorkerProcess:
             "TOUCHPATH_DATA_DIR": str(data_dir),
             "TOUCHPATH_PARTITIONS": str(partitions),
             "TOUCHPATH_WEB_PORT": str(self.port),
-            "TOUCHPATH_LOG_LEVEL": "warning",
+            "TOUCHPATH_LOG_LEVEL": os.environ.get("TOUCHPATH_TEST_WORKER_LOG_LEVEL", "warning"),
             "TOUCHPATH_SESSION_TIMEOUT_S": "8",  # a killed worker's partitions move on quickly
             **(extra_env or {}),
         }

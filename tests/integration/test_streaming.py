@@ -67,16 +67,20 @@ def _crash_input(model: JourneyModel, events: int, customers: int) -> list[bytes
     return out
 
 
-def test_kill_9_loses_and_doubles_nothing(kafka_bootstrap: str, model: JourneyModel, tmp_path: Path) -> None:
-    """100,000 events over 2,000 customers; the worker is killed -9 at random moments and restarted;
-    afterwards every event is there exactly once and every customer's projections equal `run`'s.
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_kill_9_loses_and_doubles_nothing(
+    kafka_bootstrap: str, model: JourneyModel, tmp_path: Path, engine: str
+) -> None:
+    """100,000 events over 2,000 customers; the worker (on either engine, TOUCHPATH_ENGINE) is
+    killed -9 at random moments and restarted; afterwards every event is there exactly once and
+    every customer's projections equal `run`'s.
     Three kills by default; TOUCHPATH_CRASH_KILLS=10 for the long version."""
     kills = int(os.environ.get("TOUCHPATH_CRASH_KILLS", "3"))
     lines = _crash_input(model, 100_000, 2_000)
     prefix = f"crash{uuid.uuid4().hex[:8]}."
     produce_lines(kafka_bootstrap, TopicNames.with_prefix(prefix), lines)
     data_dir = tmp_path / "streamed"
-    worker = WorkerProcess(kafka_bootstrap, prefix, data_dir)
+    worker = WorkerProcess(kafka_bootstrap, prefix, data_dir, extra_env={"TOUCHPATH_ENGINE": engine})
     rng = random.Random(5)
     try:
         for _ in range(kills):
