@@ -14,6 +14,8 @@ use crate::state;
 
 #[path = "partitioned.rs"]
 pub mod partitioned; // mark_partitioned, home_partition (the Kafka worker)
+#[path = "forget.rs"]
+mod forget; // Engine::forget (erasure)
 
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]

@@ -19,6 +19,8 @@ use crate::state;
 
 #[path = "py_worker.rs"]
 mod worker; // functions for the Kafka worker's engine
+#[path = "py_forget.rs"]
+mod forget; // forget (erasure)
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
@@ -772,5 +774,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
     worker::register(m)?;
+    forget::register(m)?;
     Ok(())
 }
