@@ -12,10 +12,10 @@ use crate::rows::{EventCols, Rows};
 use crate::signals;
 use crate::state;
 
+#[path = "forget.rs"]
+mod forget;
 #[path = "partitioned.rs"]
 pub mod partitioned; // mark_partitioned, home_partition (the Kafka worker)
-#[path = "forget.rs"]
-mod forget; // Engine::forget (erasure)
 
 /// What the event row needs beside the occurrence.
 #[derive(Debug, Clone, Default)]

@@ -17,10 +17,10 @@ use crate::rows::{Column, Rows};
 use crate::signals::FrictionSettings;
 use crate::state;
 
+#[path = "py_forget.rs"]
+mod forget;
 #[path = "py_worker.rs"]
 mod worker; // functions for the Kafka worker's engine
-#[path = "py_forget.rs"]
-mod forget; // forget (erasure)
 
 fn obj<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>> {
     Ok(value.into_bound_py_any(py)?.unbind())
