@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.worker.gapfill import Incoming
+
+if TYPE_CHECKING:
+    from streams.store.clickhouse import ClickHouseProjectionStore
 
 CONTROL_HEADER = "touchpath-control"  # an input record with this header is no event
 ERASE = b"erase"  # ... and with this value it erases the customer its key names
@@ -59,3 +63,37 @@ def send_erasures(bootstrap: str, topic: str, customer_ids: Sequence[str]) -> li
         return [(int(m.partition), int(m.offset)) for m in (future.get(timeout=30) for future in futures)]
     finally:
         producer.close(timeout=5)
+
+
+def loader_pending(
+    store: ClickHouseProjectionStore,
+    consumer: str,
+    input_topic: str,
+    placed: Sequence[tuple[int, int]],
+    *,
+    wait_s: float = 0.0,
+) -> dict[int, int]:
+    """Input partitions whose erase record (partition, offset) the worker's loader has not stored
+    past yet (sink_progress: the chain's next input offset), with the erase record's offset; polled
+    for up to wait_s. A store no worker of this app id loads into has nothing pending."""
+    wanted: dict[int, int] = {}
+    for partition, offset in placed:
+        wanted[partition] = max(wanted.get(partition, -1), offset)
+    deadline = time.monotonic() + wait_s
+    if not store.scalar(
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'sink_progress'"
+    ):
+        return {}
+    while True:
+        _, rows = store.query(
+            "SELECT partition, next_offset FROM sink_progress FINAL WHERE scenario = 'live' "
+            "AND consumer = {consumer:String} AND topic = {topic:String}",
+            {"consumer": consumer, "topic": input_topic},
+        )
+        if not rows:
+            return {}
+        stored = {int(partition): int(offset) for partition, offset in rows}
+        pending = {p: o for p, o in wanted.items() if stored.get(p, 0) <= o}
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(1.0)
