@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from projections import schema
 from streams.cli.main import main
 from streams.common.topics import TopicNames, partition_for
 from streams.store.clickhouse import ClickHouseProjectionStore
+from streams.worker.control import loader_pending
 from streams.worker.records import Kind, Record, decode, erased_key, is_batch_record
 from streams.worker.states import recover_partition
 from tests.conftest import online_journey
@@ -131,3 +133,40 @@ def test_erase_with_kafka_makes_a_running_worker_forget_the_customer(
         assert _instances(final, TARGET) == [(2, [f"{TARGET}-2", f"{TARGET}-3"])]
     finally:
         worker.stop()
+
+
+def test_erase_with_kafka_says_when_the_loader_has_not_stored_past_the_erase_record(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An embedded store whose worker is stopped behind the erase record: the store is erased, the
+    pending partition is named and the exit code is 3; once the loader has stored past the erase
+    record, nothing is pending."""
+    prefix = f"gdprwait{uuid.uuid4().hex[:8]}."
+    names = TopicNames.with_prefix(prefix)
+    app_id = f"{prefix}touchpath"
+    home = partition_for(TARGET.encode(), PARTITIONS)
+    produce_lines(kafka_bootstrap, names, online_journey(TARGET), partitions=PARTITIONS)
+    store_dir = tmp_path / "store"
+    store = ClickHouseProjectionStore.embedded(store_dir)
+    store.create_schema()
+    progress = [("live", app_id, names.touchpoints, p, 1, 1, 0) for p in range(PARTITIONS)]
+    store.insert_rows(schema.SINK_PROGRESS, progress)  # the loader stored the first input record
+    store.close()
+    monkeypatch.setenv("TOUCHPATH_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("TOUCHPATH_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("TOUCHPATH_APP_ID", app_id)
+    capsys.readouterr()
+    assert main(["erase", "--customer", TARGET, "--kafka", "--data-dir", str(store_dir)]) == 3
+    out = capsys.readouterr().out
+    assert f"has not stored the input up to the erase record on partition(s) {home}:" in out
+    assert "run the same erase (without --kafka) again" in out
+    assert "audit: 1 row(s) in erasure_audit" in out, "the store was erased all the same"
+
+    store = ClickHouseProjectionStore.embedded(store_dir)
+    try:
+        offset = len(online_journey(TARGET))  # the erase record: after the customer's five events
+        assert loader_pending(store, app_id, names.touchpoints, [(home, offset)]) == {home: offset}
+        store.insert_rows(schema.SINK_PROGRESS, [("live", app_id, names.touchpoints, home, offset + 1, 2, 0)])
+        assert loader_pending(store, app_id, names.touchpoints, [(home, offset)]) == {}
+    finally:
+        store.close()
