@@ -500,3 +500,45 @@ def test_an_erase_record_forgets_the_customer_in_memory_in_later_records_and_aft
         (i["instance_id"], i["events"], i["path"]) for i in expected
     ]
     assert expected[0]["events"] == 1
+
+
+def test_control_records_are_never_events_and_a_misplaced_erase_goes_home(
+    model: JourneyModel, engine: EngineKind
+) -> None:
+    """A control record of another kind or without a key erases nobody and is no event (not
+    counted, not quarantined); an erase record on another partition than its customer's is sent
+    home with its control header, not applied where it is; the chain covers them all."""
+    customer = "c-erase"
+    home = partition_for(customer.encode(), PARTITIONS)
+    away = 1 - home
+    line = event_line("e-1", customer, "web.cart", 0)
+    source = {
+        home: [
+            Incoming("tp", home, 0, customer.encode(), line, 0),
+            Incoming("tp", home, 1, customer.encode(), b"", 0, ((CONTROL_HEADER, b"pause"),)),
+            Incoming("tp", home, 2, None, b"", 0, ((CONTROL_HEADER, ERASE),)),
+        ],
+        away: [_erase(away, 0, customer)],
+    }
+    topic, input_topic = FakeTopic(source, engine), InputTopic()
+    agent = topic.agent(model)
+    agent.placement = Placement(input_topic, PARTITIONS)
+    quarantined: list[Incoming] = []
+
+    async def quarantine(record: Incoming, rejection: Rejection) -> None:
+        quarantined.append(record)
+
+    agent.quarantine = quarantine
+    _run(agent, [*source[home], *source[away]])
+    assert (agent.counters.events_in, agent.counters.bad, agent.counters.erased) == (1, 0, 0)
+    assert agent.engine.counters.received == 1
+    assert quarantined == []
+    assert agent.guard.next == {home: 3, away: 1}
+    [sent] = input_topic.sent
+    assert (sent["partition"], sent["key"]) == (home, customer.encode())
+    assert (CONTROL_HEADER, ERASE) in sent["headers"]
+    assert customer in asyncio.run(topic.recover(home)).states, "not erased by the misplaced copy"
+    arrived = Incoming("tp", home, 3, sent["key"], sent["value"], 0, tuple(sent["headers"]))
+    _run(agent, [arrived])
+    assert agent.counters.erased == 1
+    assert customer not in asyncio.run(topic.recover(home)).states
