@@ -32,3 +32,66 @@ impl Engine {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::model;
+    use crate::alignment::Occurrence;
+    use crate::engine::{Engine, EventExtras};
+    use crate::fold::{Event, Placement};
+    use crate::state;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn accept(engine: &mut Engine, customer: &str, id: &str, ts: i64) -> Placement {
+        let core = Occurrence { ts, event_id: id.into(), touchpoint: "web.a".into(), channel: "web".into() };
+        let event = Event {
+            core,
+            outcome: None,
+            persona: None,
+            employee_id: None,
+            survey_kind: None,
+            survey_score: None,
+        };
+        let extras =
+            EventExtras { customer_id: customer.into(), attributes: "{}".into(), ..EventExtras::default() };
+        engine.accept(event, extras, None)
+    }
+
+    fn encoded(engine: &Engine, customer: &str) -> Option<Vec<u8>> {
+        engine.state(customer).map(|s| {
+            let mut out = Vec::new();
+            state::encode(s, &engine.model, &mut out);
+            out
+        })
+    }
+
+    /// Three customers with open journeys, the first forgotten with changes pending: the others
+    /// (the last one moved into its slot) keep their states, rows and timeouts; it has none, and
+    /// its next event (the same id) is no duplicate.
+    #[test]
+    fn a_forgotten_customer_leaves_no_trace_and_the_others_are_unchanged() {
+        let mut engine = Engine::new(model(), "live".into());
+        for (n, customer) in ["c1", "c2", "c3"].iter().enumerate() {
+            assert_eq!(
+                accept(&mut engine, customer, &format!("{customer}-e1"), n as i64),
+                Placement::Accepted
+            );
+        }
+        let before = encoded(&engine, "c3");
+        assert!(engine.forget("c1"));
+        assert!(!engine.forget("c1"));
+        assert_eq!((engine.customers(), engine.open_instances()), (2, 2));
+        assert!(engine.state("c1").is_none());
+        assert_eq!(encoded(&engine, "c3"), before);
+        let (rows, ends) = engine.drain_updates();
+        let customers: Vec<&str> = ends.iter().map(|(c, _)| &**c).collect();
+        assert_eq!(customers, ["c2", "c3"]);
+        assert_eq!(rows.events.occurred_at.len(), 2, "c1's event row is dropped");
+        engine.advance(3 * HOUR);
+        let (_, ends) = engine.drain_updates();
+        let timed_out: Vec<&str> = ends.iter().map(|(c, _)| &**c).collect();
+        assert_eq!(timed_out, ["c2", "c3"]);
+        assert_eq!(accept(&mut engine, "c1", "c1-e1", 3 * HOUR), Placement::Accepted);
+    }
+}
