@@ -238,6 +238,16 @@ class JourneyEngine:
         self._dirty = {}
         return updates
 
+    def forget(self, customer_id: str) -> bool:
+        """Drop everything held for a customer (erasure): its state, its changes and event rows not
+        drained yet, and its scheduled timeouts. Returns whether it had a state."""
+        self._dirty.pop(customer_id, None)
+        self._event_rows.pop(customer_id, None)
+        if any(entry[1] == customer_id for entry in self._deadlines):
+            self._deadlines = [entry for entry in self._deadlines if entry[1] != customer_id]
+            heapq.heapify(self._deadlines)
+        return self.customers.pop(customer_id, None) is not None
+
     def forget_cached(self) -> None:
         """Drop pending deadlines (after a rebalance the shell reloads states from storage)."""
         self._deadlines = []

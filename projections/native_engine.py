@@ -261,6 +261,10 @@ class NativeEngine:
         """The customer's state as state_codec bytes, if the engine holds one."""
         return self._inner.state_of(customer_id)  # type: ignore[no-any-return]
 
+    def forget(self, customer_id: str) -> bool:
+        """JourneyEngine.forget: drop a customer's state, pending changes and timeouts (erasure)."""
+        return bool(native_module().forget(self._inner, customer_id))
+
     def forget_cached(self) -> None:
         """Drop pending deadlines, changes and event rows."""
         self._inner.forget_cached()

@@ -66,6 +66,20 @@ impl Deadlines {
         Some(slot)
     }
 
+    /// Keep the entries whose slot `slot_of` maps to a new slot (renumbered), drop the others, and
+    /// restore the heap order (for erasure, which is rare: a rebuild is fine).
+    pub fn retain_renumbered<'a>(
+        &mut self,
+        mut slot_of: impl FnMut(u32) -> Option<u32>,
+        id: impl Fn(u32) -> &'a str,
+    ) {
+        for (at, slot) in std::mem::take(&mut self.heap) {
+            if let Some(new) = slot_of(slot) {
+                self.push(at, new, &id);
+            }
+        }
+    }
+
     pub fn clear(&mut self) {
         self.heap.clear();
     }

@@ -12,6 +12,8 @@ use crate::rows::{EventCols, Rows};
 use crate::signals;
 use crate::state;
 
+#[path = "forget.rs"]
+mod forget;
 #[path = "partitioned.rs"]
 pub mod partitioned; // mark_partitioned, home_partition (the Kafka worker)
 

@@ -17,6 +17,8 @@ use crate::signals::FrictionSettings;
 use crate::smallstr::SmallStr;
 use crate::state;
 
+#[path = "py_forget.rs"]
+mod forget;
 #[path = "py_columns.rs"]
 mod py_columns;
 #[path = "py_worker.rs"]
@@ -783,5 +785,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_columns::drain_kept_columns, m)?)?;
     m.add("MAX_EVENT_BYTES", event::MAX_EVENT_BYTES)?;
     worker::register(m)?;
+    forget::register(m)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ from streams.common.logs import stdlib_logging_config
 from streams.common.settings import Settings
 from streams.store.clickhouse import ClickHouseProjectionStore
 from streams.worker.alerts import SCENARIO, StreamAlerting
+from streams.worker.control import headers_of
 from streams.worker.gapfill import Incoming, read_range
 from streams.worker.health import Status, WorkerHealth, watch
 from streams.worker.journeys import JourneyAgent, JourneyCounters
@@ -159,7 +160,7 @@ def create_app(
         async for batch in stream.take_events(JOURNEY_BATCH, within=BATCH_WITHIN_S):
             records = [
                 Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.value,
-                         int(e.message.timestamp * 1000))
+                         int(e.message.timestamp * 1000), headers_of(e.message.headers))
                 for e in batch
             ]  # fmt: skip
             await agent.process(records, assigned())

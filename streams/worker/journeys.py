@@ -22,10 +22,11 @@ from projections.native_engine import MISPLACED, REFUSED, TOO_LATE_DETAIL, TOO_L
 from projections.rows import Row
 from projections.state_codec import encode_state
 from streams.common.engines import DEFAULT_ENGINE, EngineKind, journey_engine
+from streams.worker.control import erased_customer
 from streams.worker.gapfill import Incoming
 from streams.worker.offsets import OffsetGuard, Verdict
 from streams.worker.partitioning import Placement
-from streams.worker.records import Kind, Record, Recovered, encode
+from streams.worker.records import Kind, Record, Recovered, encode, erased_key
 from streams.worker.states import PartitionStates, SnapshotPolicy, decode_states, snapshot_records
 
 log = structlog.get_logger("touchpath.worker.journeys")
@@ -57,6 +58,7 @@ class JourneyCounters:
     redelivered: int = 0  # input records delivered again (already folded): skipped
     records_out: int = 0  # journey-events records written (batches, snapshots, progress)
     recoveries: int = 0
+    erased: int = 0  # erase control records applied: customers forgotten (no events, not in events_in)
     event_time: int | None = None  # the time timeouts fire on (ms; the whole input's, see tick)
     processed: dict[int, int] = field(default_factory=dict)  # next input offset per partition, published
 
@@ -128,6 +130,7 @@ class JourneyAgent:
         self._pending_quarantine: list[tuple[Incoming, Rejection]] = []
         self.in_flight: list[tuple[Record, Awaitable[Any]]] = []
         self.delivered_at: dict[int, float] = {}  # per partition: when Faust last handed a record over
+        self.erased: dict[int, list[str]] = defaultdict(list)  # per partition: erased_key of each, to publish
         self.batch_feed = True  # native: fold runs of records in one call (False: record by record)
 
     @property
@@ -190,6 +193,7 @@ class JourneyAgent:
             self.bad_rows,
             self.progress_sent,
             self.delivered_at,
+            self.erased,
         ):
             store.pop(partition, None)
 
@@ -240,12 +244,13 @@ class JourneyAgent:
                 if verdict is Verdict.SEEN:
                     counters.redelivered += 1
                     continue
-                if run and (verdict is Verdict.GAP or run[-1].partition != partition):
+                control = bool(record.headers) and erased_customer(record) is not None
+                if run and (verdict is Verdict.GAP or run[-1].partition != partition or control):
                     await self._fold_run(run)
                     run = []
                 if verdict is Verdict.GAP:
                     await self._fill_gap(partition, guard.next[partition], offset)
-                if self.batched:
+                if self.batched and not control:
                     run.append(record)
                     guard.folded(partition, offset)  # the next record's verdict needs it now
                 else:
@@ -266,7 +271,11 @@ class JourneyAgent:
 
     async def _fold_or_send_home(self, record: Incoming) -> None:
         """Fold a record, or, if its customer belongs to another partition, produce it there
-        (Placement) and count its offset as done here."""
+        (Placement) and count its offset as done here. An erase control record forgets its customer."""
+        customer = erased_customer(record) if record.headers else None
+        if customer is not None:
+            await self._erase(record, customer)
+            return
         home = None if self.placement is None else self.placement.home_of(record.value, record.partition)
         if home is None:
             self._fold(record)
@@ -276,6 +285,28 @@ class JourneyAgent:
         self.counters.rerouted += 1
         await self.placement.send_home(record.value, *home, (record.topic, record.partition, record.offset))
         self.guard.folded(record.partition, record.offset)
+
+    async def _erase(self, record: Incoming, customer_id: str) -> None:
+        """An erase control record: drop the customer's state (and its rows not published yet) and
+        mark the batch record, so recovery drops it from what earlier records and snapshots hold.
+        Not an event: events_in, good and bad counts stay as they are."""
+        partition = record.partition
+        placement = self.placement
+        home = None
+        if placement is not None and customer_id:
+            home = placement.home_of_customer(customer_id, partition)
+        if home is not None:
+            assert placement is not None
+            self.counters.rerouted += 1
+            origin = (record.topic, partition, record.offset)
+            await placement.send_home(record.value, customer_id, home[1], origin, record.headers)
+        elif customer_id:
+            self.engine.forget(customer_id)
+            self.states.forget(customer_id)
+            self.erased[partition].append(erased_key(customer_id))
+            self.counters.erased += 1
+            log.info("worker.customer_erased", partition=partition, offset=record.offset)  # no id logged
+        self.guard.folded(partition, record.offset)
 
     async def _fold_run(self, run: list[Incoming]) -> None:
         """Fold consecutive records of one partition in one native call: what _fold_or_send_home
@@ -440,7 +471,7 @@ class JourneyAgent:
             for row in rows:
                 batches[partition].rows[schema.BAD_EVENTS.name].append(row)
         self.bad_rows.clear()
-        touched = sorted((partitions | set(batches)) & self.owned)
+        touched = sorted((partitions | set(batches) | set(self.erased)) & self.owned)
         records: list[Record] = []
         for partition in touched:
             if partition not in self.guard.next:
@@ -457,6 +488,7 @@ class JourneyAgent:
                     dict(batches[partition].rows),
                     states[partition],
                     self.source_ts.pop(partition, []),
+                    erased=self.erased.pop(partition, []),
                 )
             )
         quarantined, self._pending_quarantine = self._pending_quarantine, []

@@ -55,6 +55,10 @@ class Placement:
         customer = customer_of(raw)
         if customer is None:
             return None
+        return self.home_of_customer(customer, partition)
+
+    def home_of_customer(self, customer: str, partition: int) -> tuple[str, int] | None:
+        """home_of for a customer id (an erase control record's key)."""
         home = self._homes.get(customer)
         if home is None:
             if len(self._homes) >= _CACHED_CUSTOMERS:
@@ -62,7 +66,14 @@ class Placement:
             home = self._homes[customer] = partition_for(customer.encode(), self.partitions)
         return None if home == partition else (customer, home)
 
-    async def send_home(self, raw: bytes, customer: str, home: int, origin: tuple[str, int, int]) -> None:
+    async def send_home(
+        self,
+        raw: bytes,
+        customer: str,
+        home: int,
+        origin: tuple[str, int, int],
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
         """Produce a misplaced record to its home partition; settle() waits until Kafka has it."""
         topic, partition, offset = origin
         if self.rerouted % 10_000 == 0:  # one line per 10,000 (and the first), not per record
@@ -79,7 +90,7 @@ class Placement:
         self.rerouted += 1
         source = f"{topic}/{partition}/{offset}".encode()
         future = await self.topic.send(
-            key=customer.encode(), value=raw, partition=home, headers=[(REROUTED_FROM, source)]
+            key=customer.encode(), value=raw, partition=home, headers=[*headers, (REROUTED_FROM, source)]
         )
         self._pending.append(future)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,11 +53,12 @@ class Record:
     snapshot_id: str = ""  # SNAPSHOT: which snapshot a chunk belongs to, and its place in it
     chunk: int = 0
     chunks: int = 1
+    erased: list[str] = field(default_factory=list)  # BATCH: erased customers (erased_key of each)
 
 
 def encode(record: Record) -> bytes:
     """MAGIC, a JSON header, then a zlib-compressed body of rows (JSON) and states (length-framed)."""
-    header = {
+    header: dict[str, object] = {
         "k": record.kind.value,
         "p": record.partition,
         "f": record.first,
@@ -68,6 +70,8 @@ def encode(record: Record) -> bytes:
         "c": record.chunk,
         "cs": record.chunks,
     }
+    if record.erased:
+        header["e"] = record.erased
     rows = record.rows
     if rows.get(_BAD):
         rows = {**rows, _BAD: [_bad_out(row) for row in rows[_BAD]]}
@@ -88,7 +92,7 @@ def decode_header(raw: bytes) -> Record:
     h = orjson.loads(raw[8 : 8 + size])
     return Record(
         Kind(h["k"]), h["p"], h["f"], h["n"], h["t"], h["s"], source_ts=h["ts"],
-        snapshot_id=h["id"], chunk=h["c"], chunks=h["cs"],
+        snapshot_id=h["id"], chunk=h["c"], chunks=h["cs"], erased=h.get("e", []),
     )  # fmt: skip
 
 
@@ -108,6 +112,12 @@ def decode(raw: bytes, *, rows: bool = True, states: bool = True) -> Record:
         for customer_id in frames:
             record.states[customer_id.decode()] = next(frames)
     return record
+
+
+def erased_key(customer_id: str) -> str:
+    """How a batch record names a customer it erased: the SHA-256 (hex) of the id, as the store's
+    erasure audit does, so the marker holds no id."""
+    return hashlib.sha256(customer_id.encode()).hexdigest()
 
 
 def is_batch_record(raw: bytes) -> bool:
@@ -204,6 +214,11 @@ class Replayer:
                 self._snapshot = None
             return
         if self.chain.accepts(header):
+            if header.erased:
+                # Erased in this batch (before any state the batch carries for them, which is newer).
+                erased = set(header.erased)
+                for customer_id in [c for c in result.states if erased_key(c) in erased]:
+                    del result.states[customer_id]
             result.states.update(decode(raw, rows=False).states)
             result.next = header.next
             if header.stream_time is not None:

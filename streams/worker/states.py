@@ -62,6 +62,11 @@ class PartitionStates(MutableMapping[str, CustomerState]):
         """Note a customer's partition when its states live elsewhere (the native engine's core)."""
         self.partition_of.setdefault(customer_id, partition)
 
+    def forget(self, customer_id: str) -> None:
+        """Forget one customer (erased)."""
+        self.states.pop(customer_id, None)
+        self.partition_of.pop(customer_id, None)
+
     def drop(self, partition: int) -> None:
         """Forget a partition's customers (it went to another worker)."""
         for customer_id in self.customers_of(partition):

@@ -18,10 +18,11 @@ from projections.native_engine import NativeEngine
 from streams.common.engines import EngineKind
 from streams.common.topics import partition_for
 from streams.sim.simulator import SimulationConfig, simulate
+from streams.worker.control import CONTROL_HEADER, ERASE
 from streams.worker.gapfill import Incoming
 from streams.worker.journeys import JourneyAgent
 from streams.worker.partitioning import Placement
-from streams.worker.records import Kind, Recovered, Replayer, decode
+from streams.worker.records import Kind, Recovered, Replayer, decode, erased_key
 from tests.conftest import event_line, online_journey
 
 PARTITIONS = 2
@@ -439,3 +440,105 @@ def test_a_native_run_that_fails_leaves_its_offsets_to_be_folded_again(
     _run(single.agent(model), ordered)
     table = schema.TOUCHPOINT_EVENTS
     assert _final(failed.loaded()[table.name], table) == _final(single.loaded()[table.name], table)
+
+
+def _erase(partition: int, offset: int, customer: str) -> Incoming:
+    return Incoming("tp", partition, offset, customer.encode(), b"", 0, ((CONTROL_HEADER, ERASE),))
+
+
+def test_an_erase_record_forgets_the_customer_in_memory_in_later_records_and_after_recovery(
+    model: JourneyModel, engine: EngineKind
+) -> None:
+    """An erase control record on the customer's partition: it is no event (not counted, not
+    quarantined), the customer's state leaves the agent, the batch record marks it erased, no
+    later record or snapshot holds its id, an agent recovering the partition (past a snapshot
+    taken before the erasure) has no state for it, and its next event starts a new journey."""
+    source = _input(model)
+    partition = 0
+    records = source[partition]
+    customer = orjson.loads(records[0].value)["customer_id"]
+    mine = [r for r in records if orjson.loads(r.value)["customer_id"] == customer]
+    half = len(records) // 2
+    topic = FakeTopic(source, engine)
+    agent = topic.agent(model)
+    _run(agent, records[:half])
+    asyncio.run(agent._snapshot(partition, 0.0))  # the snapshot recovery would start from
+    erase_at = len(records)
+    source[partition] = records = [*records, _erase(partition, erase_at, customer)]
+    before = len(topic.records[partition])
+    _run(agent, records[half:])
+    assert agent.counters.erased == 1
+    assert agent.counters.events_in == erase_at
+    assert agent.counters.bad == 0
+    assert agent.engine.counters.received == erase_at
+    later = [decode(raw) for raw in topic.records[partition][before:]]
+    assert [r.erased for r in later if r.erased] == [[erased_key(customer)]]
+    assert customer not in asyncio.run(topic.recover(partition)).states  # from the earlier snapshot
+    asyncio.run(agent._snapshot(partition, 0.0))
+    for record in [*later, decode(topic.records[partition][-1])]:
+        assert all(customer.encode() not in state for state in record.states.values())
+
+    successor = topic.agent(model)
+    again = Incoming("tp", partition, erase_at + 1, None, mine[0].value, 0)
+    source[partition].append(again)
+    _run(successor, source[partition])
+    assert successor.counters.redelivered == erase_at + 1
+    assert successor.counters.duplicates == 0
+    [last] = [
+        r for r in map(decode, topic.records[partition]) if r.kind is Kind.BATCH and r.next == erase_at + 2
+    ]
+    fresh = FakeTopic({partition: [again]}, engine)
+    _run(fresh.agent(model), [again])
+    [alone] = [r for r in map(decode, fresh.records[partition]) if r.kind is Kind.BATCH]
+    names = schema.JOURNEY_INSTANCES.column_names
+    instances = [dict(zip(names, row, strict=True)) for row in last.rows[schema.JOURNEY_INSTANCES.name]]
+    expected = [dict(zip(names, row, strict=True)) for row in alone.rows[schema.JOURNEY_INSTANCES.name]]
+    assert instances, "the event starts a journey"
+    # The journey it starts is the one a customer never seen before starts: one step, no earlier ones
+    # (the agent's time is further on, so it may time out at once).
+    assert [(i["instance_id"], i["events"], i["path"]) for i in instances] == [
+        (i["instance_id"], i["events"], i["path"]) for i in expected
+    ]
+    assert expected[0]["events"] == 1
+
+
+def test_control_records_are_never_events_and_a_misplaced_erase_goes_home(
+    model: JourneyModel, engine: EngineKind
+) -> None:
+    """A control record of another kind or without a key erases nobody and is no event (not
+    counted, not quarantined); an erase record on another partition than its customer's is sent
+    home with its control header, not applied where it is; the chain covers them all."""
+    customer = "c-erase"
+    home = partition_for(customer.encode(), PARTITIONS)
+    away = 1 - home
+    line = event_line("e-1", customer, "web.cart", 0)
+    source = {
+        home: [
+            Incoming("tp", home, 0, customer.encode(), line, 0),
+            Incoming("tp", home, 1, customer.encode(), b"", 0, ((CONTROL_HEADER, b"pause"),)),
+            Incoming("tp", home, 2, None, b"", 0, ((CONTROL_HEADER, ERASE),)),
+        ],
+        away: [_erase(away, 0, customer)],
+    }
+    topic, input_topic = FakeTopic(source, engine), InputTopic()
+    agent = topic.agent(model)
+    agent.placement = Placement(input_topic, PARTITIONS)
+    quarantined: list[Incoming] = []
+
+    async def quarantine(record: Incoming, rejection: Rejection) -> None:
+        quarantined.append(record)
+
+    agent.quarantine = quarantine
+    _run(agent, [*source[home], *source[away]])
+    assert (agent.counters.events_in, agent.counters.bad, agent.counters.erased) == (1, 0, 0)
+    assert agent.engine.counters.received == 1
+    assert quarantined == []
+    assert agent.guard.next == {home: 3, away: 1}
+    [sent] = input_topic.sent
+    assert (sent["partition"], sent["key"]) == (home, customer.encode())
+    assert (CONTROL_HEADER, ERASE) in sent["headers"]
+    assert customer in asyncio.run(topic.recover(home)).states, "not erased by the misplaced copy"
+    arrived = Incoming("tp", home, 3, sent["key"], sent["value"], 0, tuple(sent["headers"]))
+    _run(agent, [arrived])
+    assert agent.counters.erased == 1
+    assert customer not in asyncio.run(topic.recover(home)).states

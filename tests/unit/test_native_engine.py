@@ -398,3 +398,72 @@ def test_a_save_and_restore_between_two_parts_changes_no_rows(
         _restore(resumed, states)
         resumed.advance(before.watermark)  # the shell's clock (run: the next events) moves on too
         assert _second_part(resumed, second, split) == reference, (saver, loader)
+
+
+def _states_of(engine: Any) -> dict[str, bytes]:
+    if isinstance(engine, NativeEngine):
+        return {c: raw for c in ("c1", "c2", "c3") if (raw := engine.state_bytes(c)) is not None}
+    return {c: encode_state(state) for c, state in engine.customers.items()}
+
+
+def _run_forgetting(engine: Any, stream: Stream, forgets: dict[int, str]) -> list[object]:
+    """_run with a customer forgotten (erased) before some records: what forget returns, the rows
+    of each drain and every customer's state bytes after each forget."""
+    intake = Intake(engine)
+    seen: list[object] = []
+    for position, raw in enumerate(stream.lines):
+        if position in forgets:
+            customer = forgets[position]
+            seen.append(engine.forget(customer))
+            states = _states_of(engine)
+            assert customer not in states
+            seen.append(states)
+        partition = position % stream.partitions if stream.partitions else None
+        verdict = intake.offer(raw, "test", position, partition)
+        seen.append((verdict.kind, verdict.quarantine))
+        if position % stream.drain_every == 0:
+            seen.append(dict(engine.drain().rows))
+    seen.append(dict(engine.drain().rows))
+    seen.append(_states_of(engine))
+    engine.advance(engine.watermark + 3 * DAY)
+    seen.append(dict(engine.drain().rows))
+    seen.append((engine.counters, engine.open_instances(), _states_of(engine)))
+    return seen
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=models(), stream=streams(), data=st.data())
+def test_forgetting_customers_leaves_both_engines_equal(
+    model: JourneyModel, stream: Stream, data: st.DataObject
+) -> None:
+    """Customers erased (forget) at any point, pending changes and open journeys included: both
+    engines return the same, drain the same rows and hold the same states afterwards."""
+    forgets = data.draw(
+        st.dictionaries(st.integers(0, len(stream.lines)), st.sampled_from(["c1", "c2", "c3", "c9"])),
+        label="forgets",
+    )
+    reference = _run_forgetting(JourneyEngine(model, "prop"), stream, forgets)
+    assert _run_forgetting(NativeEngine(model, "prop"), stream, forgets) == reference
+
+
+@pytest.mark.parametrize("kind", ["python", "native"])
+def test_a_forgotten_customer_starts_over(model: JourneyModel, kind: str) -> None:
+    """After forget, a customer's undrained rows are gone and its events fold as in an engine that
+    never saw it: the same first event again is no duplicate and renders a fresh journey."""
+    lines = simulate(model, SimulationConfig(customers=1, days=3, seed=2)).lines
+    customer = orjson.loads(lines[0])["customer_id"]
+    engine = _engine(kind, model)
+    intake = Intake(engine)
+    for position, raw in enumerate(lines[:3]):
+        intake.offer(raw, "test", position)
+    engine.drain()
+    intake.offer(lines[3], "test", 3)
+    assert engine.forget(customer) is True
+    assert engine.forget(customer) is False
+    assert engine.drain().rows == {}, "the erased customer's pending rows are dropped"
+    assert engine.open_instances() == 0
+    intake.offer(lines[0], "test", 4)
+    fresh = _engine(kind, model)
+    Intake(fresh).offer(lines[0], "test", 4)
+    assert dict(engine.drain().rows) == dict(fresh.drain().rows)
+    assert engine.counters.duplicates == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from projections import schema
 from streams.worker.offsets import OffsetGuard, Verdict
-from streams.worker.records import Chain, Kind, Record, Replayer, decode, decode_header, encode
+from streams.worker.records import Chain, Kind, Record, Replayer, decode, decode_header, encode, erased_key
 
 
 def _batch(first: int, end: int, states: dict[str, bytes], partition: int = 2) -> Record:
@@ -103,3 +103,24 @@ def test_the_offset_guard_folds_each_offset_once_and_sees_gaps() -> None:
     assert guard.span(0) == (10, 14)
     guard.close_batch()
     assert guard.span(0) == (14, 14)
+
+
+def test_an_erased_customer_is_not_recovered_from_earlier_records_or_snapshots() -> None:
+    """A batch marking a customer erased drops the state earlier batches and a snapshot gave it;
+    a state the same batch carries (events after the erasure) is the one that counts. The marker
+    is a hash: the record holds no id."""
+    snapshot = Record(Kind.SNAPSHOT, 2, next=10, states={"gone": b"g1", "kept": b"k1"}, snapshot_id="s")
+    erasing = _batch(10, 20, {"kept": b"k2"})
+    erasing.erased = [erased_key("gone"), erased_key("back")]
+    raw = encode(erasing)
+    assert b"gone" not in raw
+    assert decode_header(raw).erased == erasing.erased
+    replayer = Replayer()
+    replayer.offer(0, encode(_batch(0, 10, {"back": b"b1", "gone": b"g0"})))
+    replayer.offer(1, encode(snapshot))
+    replayer.offer(2, raw)
+    assert replayer.result.states == {"kept": b"k2"}
+    again = _batch(20, 30, {"back": b"b2"})
+    again.erased = [erased_key("back")]  # erased, then a new event in the same batch
+    replayer.offer(3, encode(again))
+    assert replayer.result.states == {"kept": b"k2", "back": b"b2"}
