@@ -151,7 +151,7 @@ class EmbeddedAlerting:
         delivery attempts, and the detector states when kept) join the batch."""
         before = {touchpoint: state.clock for touchpoint, state in self.detector.states.items()}
         observed = rows_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS)
-        alerts = self.detector.observe_all(observations_of(observed, self.config), watermark)
+        alerts = self.detector.observe_all(observations_of(observed, self.config), watermark, ordered=True)
         for alert in alerts:
             batch.add(schema.ALERTS, alert_row(alert, self.scenario))
             self._count(alert)
