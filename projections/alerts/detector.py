@@ -185,7 +185,8 @@ def _judge_spike(
     first = state.first_window if state.first_window is not None else latest
     buckets = state.buckets
     # For contact_volume the contacts are the signals: at least min_signals of them.
-    least = rule.min_signals if rule.measure == CONTACT_VOLUME else rule.min_volume
+    volume = rule.measure == CONTACT_VOLUME
+    least = rule.min_signals if volume else rule.min_volume
     # The counts of windows [start, latest + window): one more window per span.
     traffic = 0
     signals: dict[str, int] = {}
@@ -200,6 +201,8 @@ def _judge_spike(
                 signals[name] = signals.get(name, 0) + count
         if traffic < least:
             continue
+        if not volume and max(signals.values(), default=0) < rule.min_signals:
+            continue  # no trigger has enough signals (as the filter below finds, sooner)
         spikes = [
             verdict
             for trigger in _triggers(rule, config)
