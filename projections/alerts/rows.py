@@ -28,7 +28,11 @@ def observations_of(rows: Mapping[str, Sequence[Sequence[Any]]], config: Detecto
     for table in OBSERVED_TABLES:
         table_rows = rows.get(table.name, ())
         values = list(zip(*table_rows, strict=True)) if table_rows else []
-        columns[table.name] = {name: values[i] for i, name in enumerate(table.column_names)} if values else {}
+        columns[table.name] = {
+            name: values[i]
+            for i, name in enumerate(table.column_names)
+            if values and name in OBSERVED_COLUMNS
+        }
     return observations_of_columns(columns, config)
 
 
