@@ -58,14 +58,17 @@ def observe(
 ) -> tuple[TouchpointWindowState, list[AlertEvent]]:
     """Fold one observation into its touchpoint's state; returns the state (updated in place) and
     the alerts this caused. `now_ms` is the caller's event-time watermark (never the wall clock)."""
-    rule = config.rule(state.touchpoint)
-    if rule is None or not rule.enabled or not config.settings.enabled:
+    rule = config.rules.get(state.touchpoint)
+    settings = config.settings
+    if rule is None or not rule.enabled or not settings.enabled:
         return state, []
-    _, alerts = advance(state, max(now_ms, observation.ts), config)
-    window = config.window
-    start = observation.ts // window * window
-    if start < _horizon(state, config):
-        return state, alerts  # too late: the window takes no more counts
+    ts = observation.ts
+    clock = state.clock
+    alerts = advance(state, max(now_ms, ts), config)[1] if now_ms > clock or ts > clock else []
+    window = settings.window
+    start = ts // window * window
+    if start < (state.clock - settings.lateness) // window * window:
+        return state, alerts  # too late: the window takes no more counts (see _horizon)
     bucket = state.buckets.get(start)
     if bucket is None:
         bucket = state.buckets[start] = Bucket()
@@ -115,9 +118,11 @@ def advance(
 
 def _settle(state: TouchpointWindowState, rule: TouchpointRule, config: DetectorConfig) -> None:
     """Mark each window completed since the last call `warm` if it was unusually high on its own."""
-    window = config.window
-    low = max(state.settled_until, _horizon(state, config))
+    window = config.settings.window
     end = state.clock // window * window
+    if end <= state.settled_until:
+        return  # no window completed since the last call
+    low = max(state.settled_until, _horizon(state, config))
     threshold = config.settings.resolve_sensitivity
     for begin in range(low, end, window):
         bucket = state.buckets.get(begin)
@@ -176,16 +181,28 @@ def _judge_spike(
     state: TouchpointWindowState, rule: TouchpointRule, config: DetectorConfig, latest: int
 ) -> list[AlertEvent]:
     """Test the spans of 1..span_windows windows ending at `latest`; open an incident on a spike."""
-    window = config.window
+    window = config.settings.window
     first = state.first_window if state.first_window is not None else latest
+    buckets = state.buckets
+    # For contact_volume the contacts are the signals: at least min_signals of them.
+    volume = rule.measure == CONTACT_VOLUME
+    least = rule.min_signals if volume else rule.min_volume
+    # The counts of windows [start, latest + window): one more window per span.
+    traffic = 0
+    signals: dict[str, int] = {}
     for span in range(1, config.settings.span_windows + 1):
         start = latest - (span - 1) * window
         if start < first:
             break
-        traffic, signals = _span_counts(state, start, latest + window, window)
-        # For contact_volume the contacts are the signals: at least min_signals of them.
-        if traffic < (rule.min_signals if rule.measure == CONTACT_VOLUME else rule.min_volume):
+        bucket = buckets.get(start)
+        if bucket is not None:
+            traffic += bucket.traffic
+            for name, count in bucket.signals.items():
+                signals[name] = signals.get(name, 0) + count
+        if traffic < least:
             continue
+        if not volume and max(signals.values(), default=0) < rule.min_signals:
+            continue  # no trigger has enough signals (as the filter below finds, sooner)
         spikes = [
             verdict
             for trigger in _triggers(rule, config)
@@ -204,20 +221,6 @@ def _judge_spike(
             return []
         return [_open(state, rule, config, start=start, latest=latest, verdict=best)]
     return []
-
-
-def _span_counts(
-    state: TouchpointWindowState, start: int, end: int, window: int
-) -> tuple[int, dict[str, int]]:
-    traffic = 0
-    signals: dict[str, int] = {}
-    for begin in range(start, end, window):
-        bucket = state.buckets.get(begin)
-        if bucket is not None:
-            traffic += bucket.traffic
-            for name, count in bucket.signals.items():
-                signals[name] = signals.get(name, 0) + count
-    return traffic, signals
 
 
 def _is_spike(verdict: _Verdict, rule: TouchpointRule) -> bool:
@@ -506,24 +509,30 @@ class FrictionDetector:
         self.clock = NEVER
 
     def observe_all(
-        self, observations: Iterable[Observation], watermark: int | None = None
+        self, observations: Iterable[Observation], watermark: int | None = None, *, ordered: bool = False
     ) -> list[AlertEvent]:
-        """Fold observations (sorted here by event time) and then advance every touchpoint to the
-        watermark; returns the alerts in the order they were raised."""
+        """Fold observations (sorted here by event time, unless `ordered` says they already are, as
+        observations_of returns them) and then advance every touchpoint to the watermark; returns
+        the alerts in the order they were raised."""
         config = self.config
-        window = config.window
+        rules = config.rules
+        window = config.settings.window
+        states = self.states
         alerts: list[AlertEvent] = []
-        for observation in sorted(observations, key=observation_order):
-            if config.rule(observation.touchpoint) is None:
+        clock = self.clock
+        for observation in observations if ordered else sorted(observations, key=observation_order):
+            touchpoint = observation.touchpoint
+            if rules.get(touchpoint) is None:
                 continue
-            if observation.ts // window > self.clock // window and self.clock != NEVER:
-                alerts.extend(self._advance_all(observation.ts))  # quiet touchpoints judge too
-            self.clock = max(self.clock, observation.ts)
-            state = self.states.get(observation.touchpoint)
+            ts = observation.ts
+            if ts // window > clock // window and clock != NEVER:
+                alerts.extend(self._advance_all(ts))  # quiet touchpoints judge too
+            if ts > clock:
+                clock = self.clock = ts
+            state = states.get(touchpoint)
             if state is None:
-                state = self.states[observation.touchpoint] = new_state(observation.touchpoint)
-            _, raised = observe(state, observation, self.clock, config)
-            alerts.extend(raised)
+                state = states[touchpoint] = new_state(touchpoint)
+            alerts.extend(observe(state, observation, clock, config)[1])
         if watermark is not None and watermark > self.clock:
             self.clock = watermark
             alerts.extend(self._advance_all(watermark))

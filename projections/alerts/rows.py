@@ -17,53 +17,80 @@ OBSERVED_COLUMNS = frozenset(
      "signal_id", "journey_id", "journey_version", "event_ids", "upstream_touchpoint",
      "support_event_id", "upstream_event_id", "support_touchpoint")
 )  # fmt: skip
-_EVENT_COLUMNS = {name: i for i, name in enumerate(schema.TOUCHPOINT_EVENTS.column_names)}
-_FRICTION_COLUMNS = {name: i for i, name in enumerate(schema.FRICTION_SIGNALS.column_names)}
-_SUPPORT_COLUMNS = {name: i for i, name in enumerate(schema.SUPPORT_ATTRIBUTION.column_names)}
+Columns = Mapping[str, Sequence[Any]]  # a table's values column by column, by column name
 
 
 def observations_of(rows: Mapping[str, Sequence[Sequence[Any]]], config: DetectorConfig) -> list[Observation]:
     """The detector's inputs in a batch of projection rows (a RowBatch's `rows`, or the `rows` of a
     journey_update message): accepted events, live friction signals of the counted kinds, and
     support contacts. Tombstones are skipped: a retracted signal is not subtracted."""
+    columns: dict[str, Columns] = {}
+    for table in OBSERVED_TABLES:
+        table_rows = rows.get(table.name, ())
+        values = list(zip(*table_rows, strict=True)) if table_rows else []
+        columns[table.name] = {
+            name: values[i]
+            for i, name in enumerate(table.column_names)
+            if values and name in OBSERVED_COLUMNS
+        }
+    return observations_of_columns(columns, config)
+
+
+def observations_of_columns(
+    columns: Mapping[str, Columns], config: DetectorConfig, *, ruled_only: bool = False
+) -> list[Observation]:
+    """observations_of on column-wise tables ({table: {column: values}}, the OBSERVED_COLUMNS at
+    least), sorted by observation_order; `ruled_only` leaves out touchpoints without an alert rule
+    (FrictionDetector.observe_all skips them)."""
+    rules = config.rules
     out: list[Observation] = []
-    ev = _EVENT_COLUMNS
-    for row in rows.get(schema.TOUCHPOINT_EVENTS.name, ()):
-        out.append(
-            Observation(
-                ObservationKind.TRAFFIC, str(row[ev["touchpoint"]]), int(row[ev["occurred_at"]]),
-                str(row[ev["event_id"]]), str(row[ev["customer_id"]]),
-                _opt(row[ev["persona"]]), event_ids=(str(row[ev["event_id"]]),),
+    traffic, friction, contact = ObservationKind.TRAFFIC, ObservationKind.FRICTION, ObservationKind.CONTACT
+    ev = columns.get(schema.TOUCHPOINT_EVENTS.name)
+    if ev:
+        for touchpoint, ts, event_id, customer, persona in zip(
+            map(str, ev["touchpoint"]), ev["occurred_at"], map(str, ev["event_id"]),
+            map(str, ev["customer_id"]), ev["persona"], strict=True,
+        ):  # fmt: skip
+            if ruled_only and touchpoint not in rules:
+                continue
+            out.append(
+                Observation(
+                    traffic, touchpoint, int(ts), event_id, customer, _opt(persona), event_ids=(event_id,)
+                )
             )
-        )  # fmt: skip
     kinds = config.kinds
-    fr = _FRICTION_COLUMNS
-    for row in rows.get(schema.FRICTION_SIGNALS.name, ()):
-        if row[fr["is_deleted"]] or row[fr["kind"]] not in kinds:
-            continue
-        out.append(
-            Observation(
-                ObservationKind.FRICTION, str(row[fr["touchpoint"]]), int(row[fr["occurred_at"]]),
-                str(row[fr["signal_id"]]), str(row[fr["customer_id"]]), _opt(row[fr["persona"]]),
-                f"{row[fr['journey_id']]}@{row[fr['journey_version']]}", str(row[fr["kind"]]),
-                event_ids=tuple(str(event_id) for event_id in row[fr["event_ids"]]),
-            )
-        )  # fmt: skip
-    su = _SUPPORT_COLUMNS
-    for row in rows.get(schema.SUPPORT_ATTRIBUTION.name, ()):
-        if row[su["is_deleted"]]:
-            continue
-        upstream = _opt(row[su["upstream_touchpoint"]])
-        ids = [str(row[su["support_event_id"]])]
-        if row[su["upstream_event_id"]] is not None:
-            ids.append(str(row[su["upstream_event_id"]]))
-        out.append(
-            Observation(
-                ObservationKind.CONTACT, str(row[su["support_touchpoint"]]), int(row[su["occurred_at"]]),
-                str(row[su["support_event_id"]]), str(row[su["customer_id"]]), _opt(row[su["persona"]]),
-                upstream=upstream, event_ids=tuple(ids),
-            )
-        )  # fmt: skip
+    fr = columns.get(schema.FRICTION_SIGNALS.name)
+    if fr:
+        for deleted, kind, touchpoint, ts, signal_id, customer, persona, journey, version, ids in zip(
+            fr["is_deleted"], fr["kind"], fr["touchpoint"], fr["occurred_at"], fr["signal_id"],
+            fr["customer_id"], fr["persona"], fr["journey_id"], fr["journey_version"], fr["event_ids"],
+            strict=True,
+        ):  # fmt: skip
+            if deleted or kind not in kinds or (ruled_only and str(touchpoint) not in rules):
+                continue
+            out.append(
+                Observation(
+                    friction, str(touchpoint), int(ts), str(signal_id), str(customer), _opt(persona),
+                    f"{journey}@{version}", str(kind), event_ids=tuple(str(event_id) for event_id in ids),
+                )
+            )  # fmt: skip
+    su = columns.get(schema.SUPPORT_ATTRIBUTION.name)
+    if su:
+        for deleted, touchpoint, ts, raw_id, customer, persona, upstream, upstream_id in zip(
+            su["is_deleted"], su["support_touchpoint"], su["occurred_at"], su["support_event_id"],
+            su["customer_id"], su["persona"], su["upstream_touchpoint"], su["upstream_event_id"],
+            strict=True,
+        ):  # fmt: skip
+            if deleted or (ruled_only and str(touchpoint) not in rules):
+                continue
+            support_id = str(raw_id)
+            ids = (support_id,) if upstream_id is None else (support_id, str(upstream_id))
+            out.append(
+                Observation(
+                    contact, str(touchpoint), int(ts), support_id, str(customer), _opt(persona),
+                    upstream=_opt(upstream), event_ids=ids,
+                )
+            )  # fmt: skip
     out.sort(key=observation_order)
     return out
 

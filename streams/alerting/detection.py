@@ -15,7 +15,7 @@ from projections.alerts.codec import decode_detector, encode_detector
 from projections.alerts.config import DetectorConfig, detector_config
 from projections.alerts.detector import FrictionDetector
 from projections.alerts.model import AlertAction, AlertEvent, Observation, ObservationKind
-from projections.alerts.rows import OBSERVED_COLUMNS, OBSERVED_TABLES, alert_row, observations_of
+from projections.alerts.rows import OBSERVED_COLUMNS, OBSERVED_TABLES, alert_row, observations_of_columns
 from projections.alerts.slack.message import slack_payload
 from projections.engine import RowBatch
 from projections.journeys import JourneyModel
@@ -28,7 +28,7 @@ from streams.alerting.delivery import (
     redact_url,
 )
 from streams.store.clickhouse import ClickHouseProjectionStore
-from streams.store.columns import ColumnBatch, rows_of
+from streams.store.columns import ColumnBatch, columns_of
 
 log = structlog.get_logger("touchpath.alerts")
 
@@ -150,8 +150,9 @@ class EmbeddedAlerting:
         """Detect on one drained batch (tuple rows or Arrow columns); alert rows (and finished
         delivery attempts, and the detector states when kept) join the batch."""
         before = {touchpoint: state.clock for touchpoint, state in self.detector.states.items()}
-        observed = rows_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS)
-        alerts = self.detector.observe_all(observations_of(observed, self.config), watermark)
+        observed = columns_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS)
+        observations = observations_of_columns(observed, self.config, ruled_only=True)
+        alerts = self.detector.observe_all(observations, watermark, ordered=True)
         for alert in alerts:
             batch.add(schema.ALERTS, alert_row(alert, self.scenario))
             self._count(alert)

@@ -76,6 +76,24 @@ class ColumnBatch:
         out.extend(self.rows.rows.get(table.name, ()))
         return out
 
+    def table_columns(self, table: schema.Table, only: Collection[str]) -> dict[str, list[Any]]:
+        """The `only` columns of a table (those it has) as lists valued as table_rows's: Arrow rows
+        first, then the tuple rows; no tuple per row is built."""
+        names = [name for name in table.column_names if name in only]
+        out: dict[str, list[Any]] = {name: [] for name in names}
+        for batch in self.arrow.get(table.name, ()):
+            for name in names:
+                column = batch.column(name)
+                values = column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column
+                out[name].extend(values.to_pylist())
+        rows = self.rows.rows.get(table.name, ())
+        if rows:
+            index = {name: i for i, name in enumerate(table.column_names)}
+            for name in names:
+                i = index[name]
+                out[name].extend(row[i] for row in rows)
+        return out
+
     def __len__(self) -> int:
         in_arrow = sum(int(b.num_rows) for batches in self.arrow.values() for b in batches)
         return in_arrow + len(self.rows)
@@ -103,6 +121,22 @@ def rows_of(
     if isinstance(batch, RowBatch):
         return {table.name: batch.rows.get(table.name, []) for table in tables}
     return {table.name: batch.table_rows(table, only) for table in tables}
+
+
+def columns_of(
+    batch: RowBatch | ColumnBatch, tables: Iterable[schema.Table], only: Collection[str]
+) -> dict[str, dict[str, list[Any]]]:
+    """Some tables' `only` columns of either kind of batch, column by column ({table: {column:
+    values}}, valued as rows_of's rows): what bulk readers such as the friction detector take."""
+    if isinstance(batch, ColumnBatch):
+        return {table.name: batch.table_columns(table, only) for table in tables}
+    out: dict[str, dict[str, list[Any]]] = {}
+    for table in tables:
+        rows = batch.rows.get(table.name, ())
+        out[table.name] = {
+            name: [row[i] for row in rows] for i, name in enumerate(table.column_names) if name in only
+        }
+    return out
 
 
 def merged(first: RowBatch | ColumnBatch, then: RowBatch | ColumnBatch) -> RowBatch | ColumnBatch:

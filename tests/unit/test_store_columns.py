@@ -8,14 +8,19 @@ import pytest
 
 from projections import schema
 from projections.alerts.config import detector_config
-from projections.alerts.rows import OBSERVED_COLUMNS, OBSERVED_TABLES, observations_of
+from projections.alerts.rows import (
+    OBSERVED_COLUMNS,
+    OBSERVED_TABLES,
+    observations_of,
+    observations_of_columns,
+)
 from projections.engine import JourneyEngine
 from projections.intake import Intake
 from projections.journeys import JourneyModel
 from projections.native import native_available
 from projections.native_engine import NativeEngine
 from streams.sim.simulator import SimulationConfig, simulate
-from streams.store.columns import ColumnBatch, rows_of
+from streams.store.columns import ColumnBatch, columns_of, rows_of
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the native extension is not built")
 
@@ -40,5 +45,11 @@ def test_arrow_batches_give_the_reference_rows_and_friction_observations(model: 
         assert len(batch) == len(expected)
         observations = observations_of(rows_of(batch, OBSERVED_TABLES, OBSERVED_COLUMNS), config)
         assert observations == observations_of(expected.rows, config)
+        # The bulk path (columns, no tuple per row) of either kind of batch observes the same.
+        for source in (batch, expected):
+            columns = columns_of(source, OBSERVED_TABLES, OBSERVED_COLUMNS)
+            assert observations_of_columns(columns, config) == observations
+            ruled = [observation for observation in observations if observation.touchpoint in config.rules]
+            assert observations_of_columns(columns, config, ruled_only=True) == ruled
         observed += len(observations)
     assert observed > len(lines) // 2
