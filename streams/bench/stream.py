@@ -326,6 +326,7 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         "events": len(lines),
         "journey_workers": workers,
         "engine": Settings().engine,  # the journey workers' (TOUCHPATH_ENGINE, which they inherit)
+        "loader": Settings().loader if workers == 1 else "process",  # --role all's (TOUCHPATH_LOADER)
         "load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # at start and at end
         "raw_consumer_events_per_s": round(raw_rate),
         "trivial_faust_events_per_s": round(trivial_rate),
