@@ -181,7 +181,9 @@ class Loader:
         while not self.stopping.is_set():
             polled = consumer.poll(timeout_ms=100, max_records=2_000)
             if not polled:
-                if out or time.monotonic() - started > 0.5:
+                # Records in hand wait up to LOAD_WAIT_S for more: an insert and alerting cost the
+                # same for one batch as for several, and the journey side publishes every ~0.2 s.
+                if time.monotonic() - started > (LOAD_WAIT_S if out else 0.5):
                     break
                 continue
             for tp, records in polled.items():
