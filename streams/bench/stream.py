@@ -160,11 +160,15 @@ class _Fleet:
             )
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time each role's members have used so far (every thread; Linux /proc)."""
+        """CPU time each role's members have used so far (every thread, and their child processes:
+        the loader process of `--role all`; Linux /proc)."""
         ticks: dict[str, int] = {}
+        stats = _proc_stats()
         for role, _, process in self.members:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])  # utime, stime
+            for pid in _with_descendants(process.pid, stats):
+                fields = stats.get(pid)
+                if fields is not None:
+                    ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])  # utime, stime
         return {role: count / os.sysconf("SC_CLK_TCK") for role, count in ticks.items()}
 
     def figures(self) -> tuple[int, int, int, dict[str, Any]]:
@@ -223,6 +227,28 @@ class _Fleet:
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _proc_stats() -> dict[int, list[str]]:
+    """Every process's /proc/<pid>/stat fields after the command name (field 3 onward)."""
+    out: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # exited meanwhile
+    return out
+
+
+def _with_descendants(pid: int, stats: dict[int, list[str]]) -> list[int]:
+    """pid and every live process below it (by parent pid, field 4)."""
+    found, frontier = [pid], [pid]
+    while frontier:
+        parents = set(frontier)
+        frontier = [child for child, fields in stats.items() if int(fields[1]) in parents]
+        found.extend(frontier)
+    return found
 
 
 def _produced(bootstrap: str, prefix: str, names: TopicNames) -> dict[str, int]:
@@ -300,6 +326,7 @@ def bench_stream(model: JourneyModel, events: int, workers: int = 1) -> dict[str
         "events": len(lines),
         "journey_workers": workers,
         "engine": Settings().engine,  # the journey workers' (TOUCHPATH_ENGINE, which they inherit)
+        "loader": Settings().loader if workers == 1 else "process",  # --role all's (TOUCHPATH_LOADER)
         "load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # at start and at end
         "raw_consumer_events_per_s": round(raw_rate),
         "trivial_faust_events_per_s": round(trivial_rate),

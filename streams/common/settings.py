@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     web_port: int = 6066
     # Friction spike detection inside the worker (TOUCHPATH_STREAM_ALERTS=0 turns it off).
     stream_alerts: bool = True
+    # Where `touchpath worker --role all` runs its loader (chDB inserts and alerting): in a child
+    # process of its own (default; the journey agent keeps a GIL to itself) or in a thread.
+    loader: Literal["process", "thread"] = "process"
     # How long Kafka waits for a silent worker before handing its partitions to others.
     session_timeout_s: float = 30.0
     ingest_keys: SecretStr = SecretStr("")  # "key_id:secret,key_id2:secret2": who may POST /v1/events

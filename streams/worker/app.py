@@ -12,23 +12,20 @@ from enum import StrEnum
 from typing import Any
 
 import faust
-import orjson
 import structlog
 from kafka import KafkaProducer
 
 from events.errors import Rejection, TouchpathError
-from projections.alerts.model import AlertEvent
 from projections.journeys import JourneyModel
 from streams.common import topics
 from streams.common.logs import stdlib_logging_config
 from streams.common.settings import Settings
-from streams.store.clickhouse import ClickHouseProjectionStore
-from streams.worker.alerts import SCENARIO, StreamAlerting
 from streams.worker.control import headers_of
 from streams.worker.gapfill import Incoming, read_range
 from streams.worker.health import Status, WorkerHealth, watch
 from streams.worker.journeys import JourneyAgent, JourneyCounters
-from streams.worker.loader import Loader, LoaderCounters
+from streams.worker.loader import Loader, LoaderCounters, LoaderView
+from streams.worker.loader_process import LoaderProcess, build_loader, open_store
 from streams.worker.partitioning import Placement
 from streams.worker.quarantine import bad_headers
 from streams.worker.records import Recovered
@@ -76,7 +73,7 @@ def create_app(
     settings: Settings,
     model: JourneyModel,
     web_port: int,
-    loader: Loader | None,
+    loader: LoaderView | None,
     health: WorkerHealth | None = None,
 ) -> Any:
     """The Faust app of a journeys (or all-in-one) worker; topics must exist (topics.ensure_topics)."""
@@ -171,6 +168,7 @@ def create_app(
     seen: dict[str, Any] = {"highwaters": None, "at": 0.0}
 
     async def tick() -> None:
+        _note_loader(metrics, loader)  # a loader crash shows on /health without waiting for a request
         if app.rebalancing or app.in_recovery:
             return
         owned = assigned()
@@ -242,12 +240,14 @@ def worker_status(metrics: WorkerMetrics, *, rebalancing: bool) -> str:
     return metrics.health.status(store_error=metrics.store_error, rebalancing=rebalancing).value
 
 
-def _note_loader(metrics: WorkerMetrics, loader: Loader | None) -> None:
-    """A crashed loader thread is a crashed agent: the worker is degraded for good (once reported)."""
-    if loader is None or loader.failed is None or metrics.loader_failed is not None:
+def _note_loader(metrics: WorkerMetrics, loader: LoaderView | None) -> None:
+    """A crashed loader is a crashed agent: the worker is degraded for good. A loader thread stays
+    down; a loader process is restarted (each crash is reported once)."""
+    if loader is None:
         return
-    metrics.loader_failed = repr(loader.failed)
-    metrics.health.agent_crashed("loader", loader.failed)
+    for error in loader.take_crashes():
+        metrics.loader_failed = repr(error)
+        metrics.health.agent_crashed("loader", error)
 
 
 def _lag(app: Any, metrics: WorkerMetrics, seen: dict[str, Any]) -> int:
@@ -324,48 +324,12 @@ def _prometheus(metrics: WorkerMetrics, lag: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _open_store(settings: Settings) -> ClickHouseProjectionStore:
-    if settings.clickhouse_url:
-        store = ClickHouseProjectionStore.server(settings.clickhouse_url, settings.clickhouse_cluster)
-    else:
-        store = ClickHouseProjectionStore.embedded(settings.data_dir)
-    store.create_schema()
-    return store
-
-
-def build_loader(
-    settings: Settings, model: JourneyModel, store: ClickHouseProjectionStore, health: WorkerHealth
-) -> tuple[Loader, KafkaProducer | None]:
-    """The loader of this process, with alerting fed in-process when it is on."""
-    names = topics.TopicNames.with_prefix(settings.topic_prefix)
-    producer: KafkaProducer | None = None
-    alerting = None
-    if settings.stream_alerts and model.settings.alerts.enabled:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-
-        def publish(alerts: list[AlertEvent]) -> None:
-            assert producer is not None
-            for alert in alerts:
-                value = orjson.dumps({"scenario": SCENARIO, **alert.as_dict()})
-                producer.send(names.alerts, key=alert.touchpoint.encode(), value=value)
-            producer.flush()
-
-        alerting = StreamAlerting(model, store, settings.partitions, publish)
-    loader = Loader(
-        store,
-        bootstrap=settings.kafka_bootstrap,
-        topic=names.journey_events,
-        input_topic=names.touchpoints,
-        consumer_id=settings.app_id,
-        partitions=settings.partitions,
-        observer=alerting,
-        visible=health.rows_written,
-    )
-    return loader, producer
-
-
 def run_worker(settings: Settings, model: JourneyModel, web_port: int, role: Role = Role.ALL) -> None:
-    """Create topics, open the store when this process loads, and run until stopped."""
+    """Create topics, start the loader when this process loads, and run until stopped.
+
+    `--role all` runs the loader in a child process (TOUCHPATH_LOADER=process, the default), which
+    alone opens the store; TOUCHPATH_LOADER=thread keeps it in a thread of this process.
+    """
     # The libraries' own logs (kafka-python in the loader thread; Faust, mode, aiokafka) as JSON lines.
     logging.config.dictConfig(stdlib_logging_config(settings.log_level))
     names = topics.TopicNames.with_prefix(settings.topic_prefix)
@@ -373,13 +337,20 @@ def run_worker(settings: Settings, model: JourneyModel, web_port: int, role: Rol
         settings.kafka_bootstrap, topics.TopicPlan(partitions=settings.partitions), names=names
     )
     health = WorkerHealth()  # from the process start: latency samples only of events arriving since
-    store = _open_store(settings) if role is not Role.JOURNEYS else None
-    loader, producer = build_loader(settings, model, store, health) if store is not None else (None, None)
+    in_child = role is Role.ALL and settings.loader == "process"
+    # chDB allows one process per data dir: with the loader in a child, this process never opens it.
+    store = open_store(settings) if role is not Role.JOURNEYS and not in_child else None
+    loader: LoaderView | None = None
+    producer: KafkaProducer | None = None
+    if in_child:
+        loader = LoaderProcess(settings, model, health)
+    elif store is not None:
+        loader, producer = build_loader(settings, model, store, health)
     try:
         if loader is not None:
             loader.start()
         if role is Role.LOADER:
-            assert loader is not None
+            assert isinstance(loader, Loader)
             _serve_loader(loader, settings, web_port, health)
             return
         app = create_app(settings, model, web_port, loader, health)

@@ -90,6 +90,10 @@ class WorkerHealth:
         since = self.started_ms
         self.latencies.extend(visible_ms - arrived for arrived in arrivals_ms if arrived >= since)
 
+    def rows_measured(self, latencies_ms: Iterable[float]) -> None:
+        """Latencies another process's rows_written measured (the loader process of `--role all`)."""
+        self.latencies.extend(latencies_ms)
+
     def status(self, *, store_error: str | None, rebalancing: bool) -> Status:
         """The status now; `rebalancing` is Faust's own flag (a rebalance or recovery under way)."""
         if self.crash_count or store_error is not None:

@@ -59,6 +59,22 @@ class BatchObserver(Protocol):
         """Those rows are stored: publish and deliver what they hold."""
 
 
+class LoaderView(Protocol):
+    """What the worker's /health and /metrics read of a loader: a thread (Loader) or a process
+    (streams.worker.loader_process.LoaderProcess)."""
+
+    counters: LoaderCounters
+
+    def start(self) -> None:
+        """Start loading."""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current insert and stop."""
+
+    def take_crashes(self) -> list[BaseException]:
+        """Crashes not yet reported (each once)."""
+
+
 class Loader:
     """Reads every journey-events partition given to it and writes the batches' rows.
 
@@ -90,6 +106,7 @@ class Loader:
         self.counters = LoaderCounters()
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
+        self._failure_taken = False
         self.thread = threading.Thread(target=self._run, name="touchpath-loader", daemon=True)
         self.chains: dict[int, Chain] = defaultdict(Chain)
         self.next: dict[int, int] = {}  # per journey-events partition: next offset to load
@@ -102,6 +119,13 @@ class Loader:
         """Finish the current insert and stop."""
         self.stopping.set()
         self.thread.join(timeout)
+
+    def take_crashes(self) -> list[BaseException]:
+        """The loader thread's crash, once: it is not restarted (the worker stays degraded)."""
+        if self.failed is None or self._failure_taken:
+            return []
+        self._failure_taken = True
+        return [self.failed]
 
     def _run(self) -> None:
         try:
@@ -157,7 +181,9 @@ class Loader:
         while not self.stopping.is_set():
             polled = consumer.poll(timeout_ms=100, max_records=2_000)
             if not polled:
-                if out or time.monotonic() - started > 0.5:
+                # Records in hand wait up to LOAD_WAIT_S for more: an insert and alerting cost the
+                # same for one batch as for several, and the journey side publishes every ~0.2 s.
+                if time.monotonic() - started > (LOAD_WAIT_S if out else 0.5):
                     break
                 continue
             for tp, records in polled.items():

@@ -153,6 +153,30 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is pid (Linux /proc): a `--role all` worker's loader process."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def is_running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def projection_content(data_dir: Path) -> dict[str, Any]:
     """What a user would compare: the live projections without row versions."""
     store = ClickHouseProjectionStore.embedded(data_dir)
