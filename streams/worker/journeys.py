@@ -217,6 +217,12 @@ class JourneyAgent:
         if recovered.stream_time is not None:
             self.intake.recover(partition, recovered.stream_time)
         self.guard.recovered(partition, recovered.next)
+        # What /health counts as published: the chain's next offset, not a figure left from an
+        # earlier ownership (that showed a lag that never went down on an idle partition).
+        if recovered.next is None:  # no chain yet: /health counts from the committed offset
+            self.counters.processed.pop(partition, None)
+        else:
+            self.counters.processed[partition] = recovered.next
         self.snap[partition] = recovered.snap
         self.policy[partition] = SnapshotPolicy()
         self.owned.add(partition)

@@ -542,3 +542,27 @@ def test_control_records_are_never_events_and_a_misplaced_erase_goes_home(
     _run(agent, [arrived])
     assert agent.counters.erased == 1
     assert customer not in asyncio.run(topic.recover(home)).states
+
+
+def test_a_partition_given_back_reports_what_its_chain_published_not_an_old_figure(
+    model: JourneyModel, engine: EngineKind
+) -> None:
+    """Agent A folds half of partition 0 and loses it; B folds the rest; A gets the partition back
+    with nothing new to fold: what A reports as published (the /health lag's base) is the chain's
+    next offset, not A's figure from before, which made an idle partition's lag never go down."""
+    source = _input(model)
+    records = source[0]
+    half = len(records) // 2
+    topic = FakeTopic(source, engine)
+    first = topic.agent(model)
+    asyncio.run(first.process(records[:half], {0, 1}))
+    asyncio.run(first.tick({0, 1}, {}))
+    assert first.counters.processed[0] == half
+    asyncio.run(first.tick({1}, {}))  # partition 0 revoked
+    second = topic.agent(model)
+    asyncio.run(second.process(records[half:], {0}))
+    asyncio.run(second.tick({0}, {}))
+    assert second.counters.processed[0] == len(records)
+    asyncio.run(first.tick({0, 1}, {}))  # given back: recovered from the chain, nothing to fold
+    assert 0 in first.owned
+    assert first.counters.processed[0] == len(records)
